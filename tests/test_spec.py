@@ -1,0 +1,100 @@
+import random
+
+import pytest
+import yaml
+
+from fasternet_space import NAMED_SPECS, ArchSpec, SpecError, dump_spec, load_spec, save_spec
+from tests.conftest import ROOT, random_spec
+
+
+@pytest.mark.parametrize("key", list(NAMED_SPECS))
+def test_named_spec_files_are_the_named_configs(key):
+    assert load_spec(ROOT / "spaces" / f"fasternet_{key}.yaml") == NAMED_SPECS[key]
+
+
+def test_named_configs_follow_reference_md():
+    t0, l_ = NAMED_SPECS["t0"], NAMED_SPECS["l"]
+    assert (t0.embed_dim, t0.depths, t0.act, t0.stage_widths) == (40, (1, 2, 8, 2), "gelu", (40, 80, 160, 320))
+    assert t0.partial_channels == (10, 20, 40, 80)
+    assert (l_.embed_dim, l_.depths, l_.act, l_.drop_path_rate) == (192, (3, 4, 18, 3), "relu", 0.3)
+
+
+def test_yaml_round_trips_exactly(tmp_path):
+    rng = random.Random(7)
+    specs = list(NAMED_SPECS.values()) + [random_spec(rng) for _ in range(40)]
+    for i, spec in enumerate(specs):
+        path = save_spec(spec, tmp_path / f"s{i}.yaml")
+        assert load_spec(path) == spec
+        assert dump_spec(load_spec(path)) == path.read_text()
+
+
+def _write(tmp_path, **changes):
+    data = NAMED_SPECS["t0"].to_dict()
+    for key, value in changes.items():
+        if value is _DROP:
+            data.pop(key)
+        else:
+            data[key] = value
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+_DROP = object()
+
+
+@pytest.mark.parametrize("changes, field, allowed", [
+    ({"colour": "red"}, "colour", "allowed: name, embed_dim"),
+    ({"act": "mish"}, "act", "relu, gelu, silu, hardswish"),
+    ({"norm": "gn"}, "norm", "bn, ln"),
+    ({"embed_dim": "wide"}, "embed_dim", "an integer"),
+    ({"embed_dim": 40.5}, "embed_dim", "an integer"),
+    ({"mlp_ratio": -1}, "mlp_ratio", "> 0"),
+    ({"depths": [1, 2, -8, 2]}, "depths[2]", ">= 0"),
+    ({"depths": [1, 2, 8]}, "partial_ratio", None),  # a 3-stage spec is fine; check the next one instead
+    ({"partial_ratio": [0.25, 0.25]}, "partial_ratio", "one per stage (4)"),
+    ({"partial_ratio": 0.02}, "partial_ratio", "c_p = floor(40 * 0.02) = 0"),
+    ({"partial_ratio": 1.5}, "partial_ratio", "<= 1"),
+    ({"kernel_size": 4}, "kernel_size", "odd"),
+    ({"pconv_forward": "fast"}, "pconv_forward", "split_cat, slicing"),
+    ({"widths": [40, 80, 160]}, "widths", "one per stage (4)"),
+    ({"widths": [48, 80, 160, 320]}, "embed_dim", "equal to widths[0]"),
+    ({"input_size": 16}, "input_size", ">= 32"),
+    ({"act": {"choices": ["relu", "gelu"]}}, "act", "search it"),
+])
+def test_invalid_specs_name_file_field_and_what_is_allowed(tmp_path, changes, field, allowed):
+    path = _write(tmp_path, **changes)
+    if allowed is None:
+        assert load_spec(path).num_stages == 3
+        return
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    message = str(info.value)
+    assert message.startswith(str(path)), message
+    assert f"field '{field}'" in message, message
+    assert allowed in message, message
+    assert "\n" not in message
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(SpecError, match="file not found"):
+        load_spec(tmp_path / "missing.yaml")
+    (tmp_path / "broken.yaml").write_text("embed_dim: [1, 2\n")
+    with pytest.raises(SpecError, match="not valid YAML at line"):
+        load_spec(tmp_path / "broken.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(SpecError, match="mapping"):
+        load_spec(tmp_path / "list.yaml")
+
+
+def test_spec_is_frozen_and_widths_default_to_doubling():
+    spec = ArchSpec(embed_dim=8, depths=(1, 1))
+    assert spec.stage_widths == (8, 16)
+    with pytest.raises(AttributeError):
+        spec.embed_dim = 9  # type: ignore[misc]
+    assert spec.replace(embed_dim=16).stage_widths == (16, 32)
+
+
+def test_partial_channels_floor_without_float_surprises():
+    spec = ArchSpec(embed_dim=96, depths=(1,), partial_ratio=1 / 3)
+    assert spec.partial_channels == (32,)

@@ -1,0 +1,82 @@
+"""ONNX export of the inference form, and timing it with onnxruntime under the same protocol."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .measure import Measurement, Protocol, TimingPolicy, device_name, resolve_device, time_callable
+
+
+class ExportError(ValueError):
+    """An export that cannot be done here (missing optional package, bad path)."""
+
+
+def _require(module: str, extra: str):
+    try:
+        return __import__(module)
+    except ImportError:
+        raise ExportError(f"{module} is not installed; allowed: install the extra with "
+                          f"pip install -e '.[{extra}]'") from None
+
+
+def export_onnx(model: nn.Module, path: str | Path, *, input_size: int, in_chans: int = 3, opset: int = 17) -> Path:
+    """Writes the model (batch dimension dynamic) to an ONNX file and returns its path."""
+    _require("onnx", "onnx")
+    path = Path(path)
+    if path.suffix != ".onnx":
+        raise ExportError(f"{path}: allowed: a path ending in .onnx")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.zeros(1, in_chans, input_size, input_size)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript-based exporter announces its own deprecation
+        torch.onnx.export(model.eval(), (example,), str(path), dynamo=False, opset_version=opset,
+                          input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    return path
+
+
+def onnx_session(path: str | Path, device: str = "cpu", threads: int = 1):
+    ort = _require("onnxruntime", "onnx")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    providers = ["CUDAExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
+    if providers[0] not in ort.get_available_providers():
+        raise ExportError(f"onnxruntime has no {providers[0]} here; allowed: "
+                          + ", ".join(ort.get_available_providers()))
+    return ort.InferenceSession(str(path), options, providers=providers)
+
+
+def measure_onnx(path: str | Path, flops: int, *, input_size: int, in_chans: int = 3, device: str = "cpu",
+                 threads: int | None = None, throughput_batch: int | None = None,
+                 policy: TimingPolicy = TimingPolicy()) -> Measurement:
+    """Times an ONNX file with onnxruntime under the same protocol as `measure.measure_model`."""
+    import numpy as np
+
+    dev = resolve_device(device)
+    threads = threads or 1
+    throughput_batch = throughput_batch or (1 if dev.type == "cpu" else 32)
+    session = onnx_session(path, device, threads)
+    rng = np.random.default_rng(0)
+    x1 = rng.standard_normal((1, in_chans, input_size, input_size), dtype=np.float32)
+    # onnxruntime synchronises before returning outputs, so host timing is exact here.
+    cpu = torch.device("cpu")
+    latency = time_callable(lambda: session.run(None, {"input": x1}), cpu, policy)
+    throughput = 1e3 / latency.median_ms
+    if throughput_batch != 1:
+        xb = rng.standard_normal((throughput_batch, in_chans, input_size, input_size), dtype=np.float32)
+        throughput = throughput_batch * 1e3 / time_callable(lambda: session.run(None, {"input": xb}), cpu, policy).median_ms
+    import onnxruntime
+
+    protocol = Protocol(
+        device=str(dev), device_name=device_name(dev), threads=threads, batch=1, throughput_batch=throughput_batch,
+        input_size=input_size, in_chans=in_chans, dtype="float32", runtime=f"onnxruntime {onnxruntime.__version__}",
+        torch=torch.__version__, folded=True, rel_ci=policy.rel_ci, max_time_s=policy.max_time_s,
+    )
+    return Measurement(latency.median_ms, (latency.ci_low_ms, latency.ci_high_ms), latency.repeats, latency.stable,
+                       throughput, flops / (latency.median_ms / 1e3), protocol)

@@ -1,0 +1,254 @@
+"""Latency, throughput and achieved FLOPS of a model on a device, with the protocol stated next to them.
+
+Timing: warm-up, then repetitions until the 95% confidence interval of the median (distribution-free,
+from order statistics) is within `rel_ci` of the median, or a time cap. CUDA is timed with events and
+synchronisation; CPU with a monotonic clock, on a set number of threads that is restored afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class DeviceError(ValueError):
+    """A device name that is not allowed or not available here."""
+
+
+@dataclass(frozen=True)
+class TimingPolicy:
+    warmup: int = 5
+    min_repeats: int = 10
+    max_repeats: int = 1000
+    max_time_s: float = 10.0
+    rel_ci: float = 0.02  # stop when the 95% CI of the median is within +-2% of it
+
+
+@dataclass(frozen=True)
+class Timing:
+    median_ms: float
+    ci_low_ms: float
+    ci_high_ms: float
+    repeats: int
+    stable: bool  # the confidence bound was reached before the time cap
+
+    @property
+    def rel_halfwidth(self) -> float:
+        return (self.ci_high_ms - self.ci_low_ms) / 2 / self.median_ms
+
+
+@dataclass(frozen=True)
+class Protocol:
+    device: str
+    device_name: str
+    threads: int
+    batch: int
+    throughput_batch: int
+    input_size: int
+    in_chans: int
+    dtype: str
+    runtime: str
+    torch: str
+    folded: bool
+    rel_ci: float
+    max_time_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    latency_ms: float
+    latency_ci_ms: tuple[float, float]
+    repeats: int
+    stable: bool
+    throughput: float  # images per second at protocol.throughput_batch
+    flops_per_s: float  # multiply-adds per second: flops / latency
+    protocol: Protocol
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["latency_ci_ms"] = list(self.latency_ci_ms)
+        data["protocol"] = self.protocol.to_dict()
+        return data
+
+
+def resolve_device(name: str) -> torch.device:
+    """'cpu', 'cuda', 'cuda:N' or 'mps' as a torch.device, or DeviceError naming what is allowed."""
+    allowed = "allowed: cpu, cuda, cuda:N, mps"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise DeviceError(f"unknown device {name!r}; {allowed}") from None
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {name!r} is not available: this machine has no usable CUDA GPU; "
+                              "allowed here: cpu")
+        index = 0 if device.index is None else device.index
+        if index >= torch.cuda.device_count():
+            raise DeviceError(f"device {name!r} is not available: {torch.cuda.device_count()} CUDA device(s), "
+                              f"allowed: cuda:0..cuda:{torch.cuda.device_count() - 1}")
+        return torch.device("cuda", index)
+    if device.type == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise DeviceError(f"device {name!r} is not available on this machine; allowed here: cpu")
+        return device
+    raise DeviceError(f"unknown device {name!r}; {allowed}")
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple GPU (mps)"
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int | None) -> Iterator[int]:
+    """Sets torch's intra-op thread count for the block and restores it afterwards."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def cudnn_benchmark(enabled: bool) -> Iterator[None]:
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
+
+
+def median_ci(samples: list[float]) -> tuple[float, float, float]:
+    """Median and a distribution-free 95% confidence interval for it (binomial order statistics)."""
+    ordered = sorted(samples)
+    n = len(ordered)
+    median = statistics.median(ordered)
+    half = 1.96 * math.sqrt(n) / 2
+    low_rank, high_rank = math.floor(n / 2 - half), math.ceil(1 + n / 2 + half)  # 1-based ranks
+    return median, ordered[max(low_rank - 1, 0)], ordered[min(high_rank - 1, n - 1)]
+
+
+def time_callable(fn: Callable[[], Any], device: torch.device, policy: TimingPolicy = TimingPolicy()) -> Timing:
+    """Median wall time of fn() in ms: warm-up, then repeat until the median is stable or time runs out."""
+    for _ in range(policy.warmup):
+        fn()
+    synchronize(device)
+    samples: list[float] = []
+    use_events = device.type == "cuda"
+    start_all = time.perf_counter()
+    while True:
+        if use_events:
+            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+            fn()
+            end.record()
+            end.synchronize()
+            samples.append(begin.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            synchronize(device)
+            samples.append((time.perf_counter() - t0) * 1e3)
+        n = len(samples)
+        if n >= policy.min_repeats:
+            median, low, high = median_ci(samples)
+            stable = (high - low) / 2 <= policy.rel_ci * median
+            out_of_time = time.perf_counter() - start_all >= policy.max_time_s
+            if stable or out_of_time or n >= policy.max_repeats:
+                return Timing(median, low, high, n, stable)
+
+
+def measure_model(
+    model: nn.Module,
+    flops: int,
+    *,
+    device: str = "cpu",
+    input_size: int = 224,
+    in_chans: int = 3,
+    threads: int | None = None,
+    throughput_batch: int | None = None,
+    dtype: torch.dtype = torch.float32,
+    policy: TimingPolicy = TimingPolicy(),
+    folded: bool = True,
+    seed: int = 0,
+) -> Measurement:
+    """Times an inference-ready model (eval mode, BN folded by the caller) at batch 1 and at a throughput batch.
+
+    Defaults follow the paper: CPU latency single-threaded at batch 1; GPU throughput at batch 32.
+    `flops` is the model's multiply-add count at batch 1 and `input_size` (exact, from `count`).
+    """
+    dev = resolve_device(device)
+    if threads is None:
+        threads = 1 if dev.type == "cpu" else torch.get_num_threads()
+    if throughput_batch is None:
+        throughput_batch = 1 if dev.type == "cpu" else 32
+    model = model.to(device=dev, dtype=dtype).eval()
+    generator = torch.Generator().manual_seed(seed)
+    with cpu_threads(threads) as used_threads, cudnn_benchmark(True), torch.inference_mode():
+        x1 = torch.randn(1, in_chans, input_size, input_size, generator=generator).to(dev, dtype)
+        latency = time_callable(lambda: model(x1), dev, policy)
+        if throughput_batch == 1:
+            throughput = 1e3 / latency.median_ms
+        else:
+            xb = torch.randn(throughput_batch, in_chans, input_size, input_size, generator=generator).to(dev, dtype)
+            batch_timing = time_callable(lambda: model(xb), dev, policy)
+            throughput = throughput_batch * 1e3 / batch_timing.median_ms
+    protocol = Protocol(
+        device=str(dev), device_name=device_name(dev), threads=used_threads, batch=1,
+        throughput_batch=throughput_batch, input_size=input_size, in_chans=in_chans,
+        dtype=str(dtype).removeprefix("torch."), runtime="pytorch-eager", torch=torch.__version__,
+        folded=folded, rel_ci=policy.rel_ci, max_time_s=policy.max_time_s,
+    )
+    return Measurement(
+        latency_ms=latency.median_ms, latency_ci_ms=(latency.ci_low_ms, latency.ci_high_ms),
+        repeats=latency.repeats, stable=latency.stable, throughput=throughput,
+        flops_per_s=flops / (latency.median_ms / 1e3), protocol=protocol,
+    )
+
+
+def measure_spec(spec, *, fold: bool = True, **kwargs: Any) -> Measurement:
+    """Builds the spec's model (inference form by default) and measures it at the spec's input size."""
+    from .cost import count
+    from .inference import for_inference
+    from .model import build_model
+
+    model = build_model(spec).eval()
+    if fold:
+        model = for_inference(model)
+    kwargs.setdefault("input_size", spec.input_size)
+    kwargs.setdefault("in_chans", spec.in_chans)
+    flops = count(spec.replace(input_size=kwargs["input_size"])).flops
+    return measure_model(model, flops, folded=fold, **kwargs)

@@ -1,0 +1,141 @@
+import json
+import math
+
+import pytest
+import torch
+import yaml
+from fvcore.nn import FlopCountAnalysis
+
+from fasternet_space import NAMED_SPECS, build_model, count, for_inference
+from fasternet_space.measure import DeviceError, TimingPolicy, measure_spec, median_ci, resolve_device
+from fasternet_space.operators import OPERATORS, bench_operators, make_operator, operator_flops
+from tests.cli_helpers import assert_one_line_error, run_cli
+
+SMALL = NAMED_SPECS["t0"].replace(name="t0_64", input_size=64, num_classes=10)
+QUICK = TimingPolicy(warmup=2, min_repeats=5, max_time_s=1.0, rel_ci=0.05)
+
+
+def test_measurement_carries_its_protocol_and_finite_numbers():
+    m = measure_spec(SMALL, policy=QUICK)
+    p = m.protocol
+    assert (p.device, p.threads, p.batch, p.throughput_batch, p.input_size, p.dtype, p.folded) == (
+        "cpu", 1, 1, 1, 64, "float32", True)
+    assert p.runtime == "pytorch-eager" and p.torch == torch.__version__ and p.device_name
+    for value in (m.latency_ms, m.throughput, m.flops_per_s):
+        assert math.isfinite(value) and value > 0
+    assert m.latency_ci_ms[0] <= m.latency_ms <= m.latency_ci_ms[1]
+    assert m.flops_per_s == pytest.approx(count(SMALL).flops / (m.latency_ms / 1e3))
+    assert m.repeats >= QUICK.min_repeats
+    assert torch.get_num_threads() != 0  # thread count restored (checked precisely below)
+
+
+def test_threads_are_restored_and_throughput_batch_is_honoured():
+    before = torch.get_num_threads()
+    m = measure_spec(SMALL, policy=QUICK, threads=1, throughput_batch=4)
+    assert torch.get_num_threads() == before
+    assert m.protocol.throughput_batch == 4
+    assert m.throughput > 0
+
+
+def test_repeated_measurements_agree():
+    # A shared, noisy machine: agreement within a factor of 1.6 is what it allows, not a speed claim.
+    a = measure_spec(SMALL, policy=QUICK).latency_ms
+    b = measure_spec(SMALL, policy=QUICK).latency_ms
+    assert 1 / 1.6 < a / b < 1.6
+
+
+def test_median_confidence_interval():
+    median, low, high = median_ci([float(x) for x in range(1, 101)])
+    assert median == 50.5 and low < median < high
+    assert 35 <= low <= 45 and 56 <= high <= 66
+
+
+def test_device_errors():
+    assert resolve_device("cpu").type == "cpu"
+    with pytest.raises(DeviceError, match="unknown device 'tpu'"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="not available"):
+            resolve_device("cuda")
+
+
+@pytest.mark.parametrize("name", OPERATORS)
+def test_operator_flops_are_exact(name):
+    module = make_operator(name, 32).eval()
+    analysis = FlopCountAnalysis(module, torch.zeros(1, 32, 14, 14))
+    analysis.unsupported_ops_warnings(False)
+    assert operator_flops(name, 32, 14) == analysis.total()
+
+
+def test_operator_table_rows():
+    rows = bench_operators(width=16, resolution=16, policy=QUICK)
+    assert [(r.channels, r.size) for r in rows[:: len(OPERATORS)]] == [(16, 16), (32, 8), (64, 4), (128, 2)]
+    assert len(rows) == 4 * len(OPERATORS)
+    conv = next(r for r in rows if r.operator == "conv" and r.channels == 16)
+    pconv = next(r for r in rows if r.operator == "pconv" and r.channels == 16)
+    assert conv.flops == 10 * 16 * 16 * 9 * 16 * 16 and pconv.flops * 16 == conv.flops  # 1/16 of a Conv at r = 1/4
+    assert all(r.latency_ms > 0 and r.flops_per_s > 0 for r in rows)
+
+
+def test_fast_pconv_computes_the_same_as_plain_pconv():
+    plain, fast = make_operator("pconv", 32).eval(), make_operator("pconv_fast", 32).eval()
+    fast.load_state_dict(plain.state_dict())
+    x = torch.randn(1, 32, 8, 8)
+    part, untouched = fast(x)
+    torch.testing.assert_close(torch.cat([part, untouched], 1), plain(x))
+
+
+def test_onnx_round_trip(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from fasternet_space.export import export_onnx, onnx_session
+
+    spec = SMALL
+    model = for_inference(build_model(spec).eval())
+    path = export_onnx(model, tmp_path / "m.onnx", input_size=64)
+    params = count(spec).params
+    assert path.stat().st_size < 4 * params * 1.05  # compact: about 4 bytes per parameter
+    x = torch.randn(3, 3, 64, 64)
+    ort_out = onnx_session(path).run(None, {"input": x.numpy()})[0]
+    torch.testing.assert_close(torch.from_numpy(ort_out), model(x), rtol=1e-4, atol=1e-4)
+
+
+def _small_spec_file(tmp_path):
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(SMALL.to_dict()))
+    return str(path)
+
+
+def test_cli_build_measure_json(tmp_path):
+    result = run_cli("build", "--spec", _small_spec_file(tmp_path), "--measure", "--device", "cpu", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["latency_ms"] > 0 and data["throughput"] > 0 and data["flops_per_s"] > 0
+    assert data["protocol"]["threads"] == 1 and data["protocol"]["device"] == "cpu"
+
+
+def test_cli_build_measure_onnxruntime(tmp_path):
+    pytest.importorskip("onnxruntime")
+    result = run_cli("build", "--spec", _small_spec_file(tmp_path), "--measure", "--export", str(tmp_path / "m.onnx"),
+                     "--runtime", "onnxruntime", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["protocol"]["runtime"].startswith("onnxruntime")
+
+
+def test_cli_bench_ops_and_models(tmp_path):
+    result = run_cli("bench", "ops", "--width", "16", "--resolution", "16", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert len(data["rows"]) == 20 and len(data["pconv_vs_dwconv_flops"]) == 4
+    result = run_cli("bench", "models", _small_spec_file(tmp_path), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(result.stdout)
+    assert row["name"] == "t0_64" and row["named"] == "T0" and row["latency_ms"] > 0
+
+
+def test_cli_measure_bad_input(tmp_path):
+    spec = _small_spec_file(tmp_path)
+    assert_one_line_error(run_cli("build", "--spec", spec, "--measure", "--device", "tpu"), "unknown device", "cpu")
+    assert_one_line_error(run_cli("build", "--spec", spec, "--measure", "--threads", "0"), "--threads", "positive")
+    assert_one_line_error(run_cli("build", "--spec", spec, "--runtime", "onnxruntime", "--measure"), "--export")
+    if not torch.cuda.is_available():
+        assert_one_line_error(run_cli("build", "--spec", spec, "--measure", "--device", "cuda"), "not available")

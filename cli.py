@@ -9,15 +9,18 @@ from pathlib import Path
 import click
 
 from fasternet_space.checkpoint import CheckpointError
+from fasternet_space.data import DataError
 from fasternet_space.export import ExportError
 from fasternet_space.measure import DeviceError
 from fasternet_space.spec import SpecError
+from search.study import SearchError
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_SPACE = ROOT / "spaces" / "fasternet.yaml"
 
 #: Errors that mean "the user asked for something that is not allowed": one line, exit 2.
-USER_ERRORS: tuple[type[Exception], ...] = (SpecError, CheckpointError, DeviceError, ExportError)
+USER_ERRORS: tuple[type[Exception], ...] = (SpecError, CheckpointError, DeviceError, ExportError, DataError,
+                                             SearchError)
 
 
 class UserError(click.ClickException):
@@ -196,8 +199,194 @@ def bench_models(specs, device, threads, batch_size, input_size, fmt) -> None:
                f"throughput at batch {p['throughput_batch']}, {p['input_size']}x{p['input_size']}, {p['dtype']}, "
                f"{p['runtime']}, torch {p['torch']}, BatchNorm folded")
 
+@cli.command()
+@click.option("--device", default="cpu", show_default=True, help="Where latency is measured: cpu, cuda, cuda:N, mps.")
+@click.option("--latency-budget", "budget", default="20ms", show_default=True,
+              help="Hard latency limit: 20ms, 0.02s or 20 (ms).")
+@click.option("--n-trials", type=int, default=20, show_default=True,
+              help="Finished trials the study should hold (a resumed study runs only the rest).")
+@click.option("--timeout", type=float, help="Stop starting new trials after this many seconds.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--space", "space_path", default=str(DEFAULT_SPACE), show_default="spaces/fasternet.yaml")
+@click.option("--data", default="digits", show_default=True, help="digits, cifar10:DIR or imagefolder:DIR.")
+@click.option("--proxy-epochs", type=int, default=3, show_default=True)
+@click.option("--proxy-resolution", type=int, default=32, show_default=True)
+@click.option("--proxy-batch-size", type=int, default=64, show_default=True)
+@click.option("--proxy-lr", type=float, default=3e-3, show_default=True)
+@click.option("--max-train-samples", type=int, default=5000, show_default=True,
+              help="Subsample the training split to this many images (the proxy budget).")
+@click.option("--sampler", type=click.Choice(["tpe", "nsga2", "random", "gp", "grid"]), default="tpe", show_default=True)
+@click.option("--pruner", type=click.Choice(["median", "percentile", "none"]), default="median", show_default=True)
+@click.option("--storage", default=None, help="Optuna storage URL [default: sqlite:///fasternet_studies.db].")
+@click.option("--study-name", help="[default: SPACE-DEVICE-BUDGET-DATA]")
+@click.option("--named/--no-named", default=True, show_default=True, help="Enqueue T0..L first where they fit the space.")
+@click.option("--threads", type=int, help="CPU threads while timing [default: 1, the paper's protocol].")
+@click.option("--workers", type=int, default=1, show_default=True, help="Worker processes on this machine.")
+@click.option("--out-spec", type=click.Path(dir_okay=False), help="Where to write the best feasible spec "
+              "[default: runs/STUDY/best.yaml].")
+@click.option("--export", "export_dir", type=click.Path(file_okay=False), help="Write plots, CSV and the best spec here.")
+@click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
+def search(device, budget, n_trials, timeout, seed, space_path, data, proxy_epochs, proxy_resolution, proxy_batch_size,
+           proxy_lr, max_train_samples, sampler, pruner, storage, study_name, named, threads, workers, out_spec,
+           export_dir, quiet) -> None:
+    """Search the space under a latency budget: measured latency, short-proxy accuracy, Optuna samplers."""
+    from fasternet_space.measure import resolve_device
+    from fasternet_space.proxy import ProxyConfig
+    from search.objective import ObjectiveConfig, default_lock_dir
+    from search.study import DEFAULT_STORAGE, SearchConfig, parse_budget, run_search
+
+    for flag, value in (("--n-trials", n_trials), ("--proxy-epochs", proxy_epochs), ("--proxy-resolution",
+                        proxy_resolution), ("--proxy-batch-size", proxy_batch_size), ("--workers", workers),
+                        ("--max-train-samples", max_train_samples), ("--threads", threads)):
+        if value is not None and value < 1:
+            fail(f"{flag} {value}: allowed: a positive integer")
+    if timeout is not None and timeout <= 0:
+        fail(f"--timeout {timeout:g}: allowed: a positive number of seconds")
+    if proxy_lr <= 0:
+        fail(f"--proxy-lr {proxy_lr:g}: allowed: a positive number")
+    budget_ms = parse_budget(budget)
+    resolve_device(device)
+    config = SearchConfig(
+        space_path=Path(space_path), budget_ms=budget_ms, device=device, n_trials=n_trials, timeout_s=timeout,
+        seed=seed, sampler=sampler, pruner=pruner, storage=storage or DEFAULT_STORAGE, study_name=study_name,
+        data=data, named=named, max_train_samples=max_train_samples,
+        objective=ObjectiveConfig(device=device, budget_ms=budget_ms, threads=threads, seed=seed,
+                                  lock_dir=default_lock_dir(),
+                                  proxy=ProxyConfig(epochs=proxy_epochs, resolution=proxy_resolution,
+                                                    batch_size=proxy_batch_size, lr=proxy_lr)),
+    )
+    progress = SearchProgress(n_trials, budget_ms, quiet)
+    helpers = start_workers(workers - 1)
+    try:
+        outcome = run_search(config, on_trial=progress.on_trial, on_start=progress.on_start)
+    finally:
+        for process in helpers:
+            process.wait()
+    print_search_summary(outcome, config, budget_ms, out_spec, export_dir)
+    if outcome.interrupted:
+        raise SystemExit(130)
+
+
+def start_workers(count: int) -> list:
+    """Extra worker processes: the same command, one worker each, sharing the study through its storage."""
+    import subprocess
+
+    if count <= 0:
+        return []
+    args = list(sys.argv[1:])
+    for flag in ("--workers",):
+        while flag in args:
+            i = args.index(flag)
+            del args[i:i + 2]
+        args = [a for a in args if not a.startswith(flag + "=")]
+    args += ["--workers", "1", "--quiet", "--no-named"]
+    command = [sys.executable, str(ROOT / "cli.py"), *args]
+    return [subprocess.Popen(command, stdout=subprocess.DEVNULL) for _ in range(count)]
+
+
+class SearchProgress:
+    """One line per finished trial: n of N, the trial, the best feasible so far, time left."""
+
+    def __init__(self, n_trials: int, budget_ms: float, quiet: bool):
+        self.n_trials = n_trials
+        self.budget_ms = budget_ms
+        self.quiet = quiet
+        self.started = None
+        self.done_here = 0
+
+    def on_start(self, study, enqueued) -> None:
+        import time
+
+        from search.study import count_finished
+
+        self.started = time.perf_counter()
+        self.initial = count_finished(study)
+        if self.quiet:
+            return
+        resumed = f", resuming with {self.initial} finished" if self.initial else ""
+        click.echo(f"study {study.study_name!r}: {self.n_trials} trials, budget {self.budget_ms:g} ms{resumed}")
+        if enqueued:
+            click.echo(f"named configs enqueued first: {', '.join(enqueued)}")
+
+    def on_trial(self, study, trial) -> None:
+        import time
+
+        from search.results import best_feasible, trial_rows
+        from search.study import count_finished
+
+        self.done_here += 1
+        if self.quiet:
+            return
+        finished = count_finished(study)
+        a = trial.user_attrs
+        label = f"#{trial.number}" + (f" {a['named']}" if a.get("named") else "")
+        if trial.state.name == "COMPLETE":
+            acc = "not trained (over budget)" if not a.get("feasible") else f"top-1 {a['proxy_acc']:.3f}"
+            what = f"{acc}, latency {a['latency_ms']:.2f} ms"
+        elif trial.state.name == "PRUNED":
+            what = f"pruned: {a.get('fail_reason', '')}"
+        else:
+            what = f"failed: {a.get('fail_reason', 'unknown error')}"
+        best = best_feasible(trial_rows(study))
+        best_text = f"best {best.proxy_acc:.3f} @ {best.latency_ms:.1f} ms (#{best.number})" if best else "no feasible yet"
+        elapsed = time.perf_counter() - self.started
+        left = max(self.n_trials - finished, 0)
+        eta = f", ~{elapsed / self.done_here * left / 60:.1f} min left" if self.done_here and left else ""
+        click.echo(f"[{min(finished, self.n_trials)}/{self.n_trials}] {label}: {what} | {best_text} | "
+                   f"{elapsed / 60:.1f} min{eta}")
+
+
+def print_search_summary(outcome, config, budget_ms, out_spec, export_dir) -> None:
+    from fasternet_space import save_spec
+    from fasternet_space.report import format_table, human
+    from search.results import best_feasible, trial_rows
+
+    study = outcome.study
+    rows = trial_rows(study)
+    front = sorted((r for r in rows if r.pareto), key=lambda r: r.latency_ms)
+    click.echo("")
+    if outcome.interrupted:
+        click.echo("interrupted: the study keeps every finished trial; run the same command to resume")
+    states = {s: sum(r.state == s for r in rows) for s in ("COMPLETE", "PRUNED", "FAIL")}
+    infeasible = sum(r.feasible is False for r in rows)
+    click.echo(f"study {study.study_name!r}: {states['COMPLETE']} complete ({infeasible} over the {budget_ms:g} ms "
+               f"budget), {states['PRUNED']} pruned, {states['FAIL']} failed; {outcome.elapsed_s / 60:.1f} min this run")
+    table = [[r.number, r.named or "", f"{r.proxy_acc:.3f}", f"{r.latency_ms:.2f}", human(r.flops),
+              human(r.flops_per_s, "FLOPS"), human(r.params)] for r in front]
+    if table:
+        click.echo("\nPareto front (feasible trials, proxy top-1 vs latency):")
+        click.echo(format_table(["trial", "named", "proxy top-1", "latency ms", "FLOPs", "achieved", "params"], table))
+    named_rows = [r for r in rows if r.named and r.state == "COMPLETE"]
+    if named_rows:
+        click.echo("\nnamed configs in this study:")
+        for r in sorted(named_rows, key=lambda r: r.latency_ms):
+            where = "on the front" if r.pareto else ("over budget" if r.feasible is False else "behind the front")
+            acc = f"top-1 {r.proxy_acc:.3f}" if r.proxy_acc is not None else "not trained"
+            click.echo(f"  {r.named}: latency {r.latency_ms:.2f} ms, {acc}, {where}")
+    best = best_feasible(rows)
+    if best is None:
+        click.echo(f"\nno trial met the {budget_ms:g} ms budget yet; raise --latency-budget or --n-trials")
+    else:
+        spec = best.spec().replace(name=f"{study.study_name}-best")
+        path = Path(out_spec) if out_spec else Path("runs") / study.study_name / "best.yaml"
+        save_spec(spec, path)
+        click.echo(f"\nbest feasible: trial #{best.number}, top-1 {best.proxy_acc:.3f}, latency "
+                   f"{best.latency_ms:.2f} ms -> {path}  (python cli.py build --spec {path})")
+    if export_dir:
+        from search.pareto import export_study
+
+        for written in export_study(study, Path(export_dir), budget_ms=budget_ms):
+            click.echo(f"wrote {written}")
+
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the CLI prints its own progress
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
     try:
         cli.main(args=argv, prog_name="cli.py", standalone_mode=False)
     except click.exceptions.Abort:

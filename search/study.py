@@ -1,0 +1,191 @@
+"""The Optuna study: storage, sampler, named configs enqueued first, resume, and the run loop."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.study import MaxTrialsCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from fasternet_space import NAMED_SPECS
+from fasternet_space.data import load_dataset
+
+from .objective import Objective, ObjectiveConfig
+from .pruning import make_pruner
+from .space import SearchSpace
+
+SAMPLERS = ("tpe", "nsga2", "random", "gp", "grid")
+DIRECTIONS = ["maximize", "minimize"]  # proxy_acc, latency_ms
+DEFAULT_STORAGE = "sqlite:///fasternet_studies.db"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class SearchError(ValueError):
+    """A search setting that is not allowed (budget, storage, sampler, study); one line for the user."""
+
+
+def parse_budget(text: str) -> float:
+    """'20ms', '0.02s' or '20' (milliseconds) -> 20.0."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|s)?\s*", str(text))
+    if not match or float(match[1]) <= 0:
+        raise SearchError(f"--latency-budget {text!r} is not a latency; allowed: a positive number with unit ms or s "
+                          "(20ms, 0.02s) or a plain number of ms (20)")
+    value = float(match[1])
+    return value * 1e3 if match[2] == "s" else value
+
+
+@dataclass
+class SearchConfig:
+    space_path: Path
+    budget_ms: float
+    device: str = "cpu"
+    n_trials: int = 20
+    timeout_s: float | None = None
+    seed: int = 0
+    sampler: str = "tpe"
+    pruner: str = "median"
+    storage: str = DEFAULT_STORAGE
+    study_name: str | None = None
+    data: str = "digits"
+    named: bool = True
+    threads: int | None = None
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    max_train_samples: int | None = 5000
+    max_test_samples: int | None = 2000
+
+    def resolved_study_name(self, space: SearchSpace) -> str:
+        if self.study_name:
+            return self.study_name
+        data = re.sub(r"[^A-Za-z0-9]+", "-", self.data.split(":")[0])
+        return f"{space.name}-{self.device.replace(':', '')}-{self.budget_ms:g}ms-{data}"
+
+
+def make_storage(url: str) -> RDBStorage:
+    """An RDB storage with heartbeats, so that a trial left running by a killed worker is failed and retried."""
+    if not re.match(r"^(sqlite|postgresql(\+\w+)?|mysql(\+\w+)?)://", url):
+        raise SearchError(f"--storage {url!r} is not a storage URL; allowed: sqlite:///FILE.db, "
+                          "postgresql://USER:PASSWORD@HOST/DB (with the [postgres] extra), mysql://...")
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if path.parent and not path.parent.exists():
+            raise SearchError(f"--storage {url}: directory {path.parent} does not exist")
+        engine_kwargs = {"connect_args": {"timeout": 120}}
+    else:
+        engine_kwargs = {"pool_pre_ping": True}
+    try:
+        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=10, grace_period=30,
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
+    except ImportError as exc:
+        raise SearchError(f"--storage {url}: a database driver is missing ({exc.name}); allowed: "
+                          "pip install -e '.[postgres]' for PostgreSQL") from None
+    except Exception as exc:  # SQLAlchemy raises many kinds for an unreachable or malformed database
+        first = (str(exc).splitlines() or [""])[0][:200]
+        raise SearchError(f"--storage {url}: cannot open ({exc.__class__.__name__}: {first})") from None
+
+
+def make_sampler(name: str, space: SearchSpace, seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, n_trials // 3)),
+                                          multivariate=True, constant_liar=True)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, n_trials // 3)))
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "gp":
+        try:
+            import scipy  # noqa: F401
+        except ImportError:
+            raise SearchError("--sampler gp needs scipy; allowed: pip install -e '.[gp]', or another sampler: "
+                              + ", ".join(s for s in SAMPLERS if s != "gp")) from None
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=min(10, max(2, n_trials // 3)))
+    if name == "grid":
+        grid = space.grid()
+        if grid is None:
+            raise SearchError(f"--sampler grid needs a finite space; {space.source or space.name} has a continuous "
+                              "range; allowed: choices, integer ranges or stepped ranges only")
+        return optuna.samplers.GridSampler(grid, seed=seed)
+    raise SearchError(f"--sampler {name!r} is not known; allowed: {', '.join(SAMPLERS)}")
+
+
+def open_study(config: SearchConfig, space: SearchSpace) -> optuna.Study:
+    """Creates the study, or loads it to resume; a resumed study must have been made with the same setting."""
+    storage = make_storage(config.storage)
+    name = config.resolved_study_name(space)
+    sampler = make_sampler(config.sampler, space, config.seed, config.n_trials)
+    setting = {"budget_ms": config.budget_ms, "device": config.device, "space": str(config.space_path),
+               "data": config.data}
+    study = optuna.create_study(storage=storage, study_name=name, directions=DIRECTIONS, sampler=sampler,
+                                load_if_exists=True)
+    stored = study.user_attrs.get("setting")
+    if stored is None:
+        study.set_user_attr("setting", setting)
+        study.set_metric_names(["proxy_acc", "latency_ms"])
+    elif {k: stored.get(k) for k in ("budget_ms", "device", "data")} != {k: setting[k] for k in ("budget_ms", "device", "data")}:
+        raise SearchError(f"study {name!r} in {config.storage} was made with budget {stored.get('budget_ms'):g} ms, "
+                          f"device {stored.get('device')}, data {stored.get('data')}; allowed: the same setting to "
+                          "resume it, or another --study-name")
+    return study
+
+
+def enqueue_named(study: optuna.Study, space: SearchSpace) -> list[str]:
+    """Enqueues the named configs that are points of the space, once per study."""
+    already = {t.user_attrs.get("named") for t in study.get_trials(deepcopy=False)}
+    enqueued = []
+    for key, spec in NAMED_SPECS.items():
+        label = key.upper()
+        params = space.params_for(spec)
+        if params is None or label in already:
+            continue
+        study.enqueue_trial(params, user_attrs={"named": label, "spec_name": spec.name}, skip_if_exists=True)
+        enqueued.append(label)
+    return enqueued
+
+
+def count_finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+@dataclass
+class SearchOutcome:
+    study: optuna.Study
+    interrupted: bool = False
+    enqueued: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+
+def run_search(config: SearchConfig, on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+               on_start: Callable[[optuna.Study, list[str]], None] | None = None) -> SearchOutcome:
+    """Runs (or resumes) the study until it holds `n_trials` finished trials or the timeout passes."""
+    space = SearchSpace.from_yaml(config.space_path)
+    if config.n_trials < 1:
+        raise SearchError(f"--n-trials {config.n_trials}: allowed: a positive integer")
+    dataset = load_dataset(config.data, config.objective.proxy.resolution, seed=config.seed,
+                           max_train=config.max_train_samples, max_test=config.max_test_samples)
+    study = open_study(config, space)
+    enqueued = enqueue_named(study, space) if config.named else []
+    if on_start is not None:
+        on_start(study, enqueued)
+    objective = Objective(space, dataset, config.objective, make_pruner(config.pruner))
+    start = time.perf_counter()
+    outcome = SearchOutcome(study, enqueued=enqueued)
+    remaining = config.n_trials - count_finished(study)
+    callbacks = [MaxTrialsCallback(config.n_trials, states=FINISHED)]
+    if on_trial is not None:
+        callbacks.append(on_trial)
+    try:
+        if remaining > 0:
+            # Failed trials do not count toward n_trials; the cap only stops a study whose every trial fails.
+            study.optimize(objective, n_trials=3 * remaining + 5, timeout=config.timeout_s, callbacks=callbacks,
+                           catch=(Exception,), gc_after_trial=True)
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+    outcome.elapsed_s = time.perf_counter() - start
+    return outcome

@@ -1,0 +1,73 @@
+import optuna
+import pytest
+import yaml
+
+from fasternet_space import NAMED_SPECS, ArchSpec, SpecError
+from search.space import SearchSpace
+from tests.conftest import ROOT
+
+DEFAULT_SPACE = ROOT / "spaces" / "fasternet.yaml"
+
+
+@pytest.fixture(scope="module")
+def space() -> SearchSpace:
+    return SearchSpace.from_yaml(DEFAULT_SPACE)
+
+
+@pytest.mark.parametrize("key", list(NAMED_SPECS))
+def test_named_configs_are_points_of_the_default_space(space, key):
+    spec = NAMED_SPECS[key]
+    assert space.contains(spec)
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.enqueue_trial(space.params_for(spec), user_attrs={"spec_name": spec.name})
+    trial = study.ask()
+    assert space.suggest(trial, name=trial.user_attrs["spec_name"]) == spec
+
+
+def test_the_default_space_frees_what_the_card_says(space):
+    free = {f.param.split("[")[0] for f in space.free_params}
+    assert {"embed_dim", "depths", "partial_ratio", "act", "norm", "mlp_ratio"} <= free
+
+
+def test_suggestions_are_always_valid_specs(space):
+    specs = space.sample_specs(300, seed=1)
+    assert all(isinstance(s, ArchSpec) for s in specs)
+    assert all(space.contains(s) for s in specs)
+    assert len({s.replace(name="x") for s in specs}) > 250
+
+
+def test_specs_outside_the_space_are_not_contained(space):
+    assert not space.contains(NAMED_SPECS["t0"].replace(kernel_size=5))
+    assert not space.contains(NAMED_SPECS["t0"].replace(depths=(1, 2, 19, 2)))
+    assert not space.contains(NAMED_SPECS["t0"].replace(embed_dim=44))
+    assert not space.contains(NAMED_SPECS["t0"].replace(widths=(40, 80, 160, 320)))
+
+
+def test_grid_of_a_finite_space():
+    space = SearchSpace.from_dict({"embed_dim": {"choices": [8, 16]}, "depths": [1, {"low": 1, "high": 3}],
+                                   "act": {"choices": ["relu", "gelu"]}})
+    assert space.grid_size() == 2 * 3 * 2
+    assert SearchSpace.from_dict({"mlp_ratio": {"low": 1.0, "high": 2.0}}).grid() is None
+    assert SearchSpace.from_dict({"mlp_ratio": {"low": 1.0, "high": 2.0, "step": 0.5}}).grid() == {
+        "mlp_ratio": [1.0, 1.5, 2.0]}
+
+
+@pytest.mark.parametrize("data, fragment", [
+    ({"colour": 3}, "field 'colour': unknown field"),
+    ({"act": {"choices": ["relu", "mish"]}}, "field 'act': 'mish' is not allowed"),
+    ({"act": {"low": 1, "high": 2}}, "a range is not allowed"),
+    ({"embed_dim": {"low": 64, "high": 32}}, "low 64 is above high 32"),
+    ({"embed_dim": {"low": 8, "high": 64, "step": 0}}, "step 0 is not allowed"),
+    ({"embed_dim": {"lo": 8}}, "allowed: a value, {choices"),
+    ({"depths": 3}, "one entry per stage"),
+    ({"depths": [1, 2, {"low": -1, "high": 3}, 1]}, "field 'depths[2]'"),
+    ({"depths": [1, 2, 3, 4], "partial_ratio": [0.25, 0.5]}, "one per stage (4)"),
+    ({"embed_dim": {"choices": []}}, "non-empty list"),
+])
+def test_space_errors_name_file_and_field(tmp_path, data, fragment):
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(SpecError) as info:
+        SearchSpace.from_yaml(path)
+    assert str(info.value).startswith(str(path))
+    assert fragment in str(info.value)

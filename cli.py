@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -222,13 +224,15 @@ def bench_models(specs, device, threads, batch_size, input_size, fmt) -> None:
 @click.option("--named/--no-named", default=True, show_default=True, help="Enqueue T0..L first where they fit the space.")
 @click.option("--threads", type=int, help="CPU threads while timing [default: 1, the paper's protocol].")
 @click.option("--workers", type=int, default=1, show_default=True, help="Worker processes on this machine.")
+@click.option("--heartbeat", type=int, default=10, show_default=True,
+              help="Seconds between a worker's heartbeats; a trial silent for 3x this long is failed and retried.")
 @click.option("--out-spec", type=click.Path(dir_okay=False), help="Where to write the best feasible spec "
               "[default: runs/STUDY/best.yaml].")
 @click.option("--export", "export_dir", type=click.Path(file_okay=False), help="Write plots, CSV and the best spec here.")
 @click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
 def search(device, budget, n_trials, timeout, seed, space_path, data, proxy_epochs, proxy_resolution, proxy_batch_size,
-           proxy_lr, max_train_samples, sampler, pruner, storage, study_name, named, threads, workers, out_spec,
-           export_dir, quiet) -> None:
+           proxy_lr, max_train_samples, sampler, pruner, storage, study_name, named, threads, workers, heartbeat,
+           out_spec, export_dir, quiet) -> None:
     """Search the space under a latency budget: measured latency, short-proxy accuracy, Optuna samplers."""
     from fasternet_space.measure import resolve_device
     from fasternet_space.proxy import ProxyConfig
@@ -237,7 +241,8 @@ def search(device, budget, n_trials, timeout, seed, space_path, data, proxy_epoc
 
     for flag, value in (("--n-trials", n_trials), ("--proxy-epochs", proxy_epochs), ("--proxy-resolution",
                         proxy_resolution), ("--proxy-batch-size", proxy_batch_size), ("--workers", workers),
-                        ("--max-train-samples", max_train_samples), ("--threads", threads)):
+                        ("--max-train-samples", max_train_samples), ("--threads", threads),
+                        ("--heartbeat", heartbeat)):
         if value is not None and value < 1:
             fail(f"{flag} {value}: allowed: a positive integer")
     if timeout is not None and timeout <= 0:
@@ -249,16 +254,32 @@ def search(device, budget, n_trials, timeout, seed, space_path, data, proxy_epoc
     config = SearchConfig(
         space_path=Path(space_path), budget_ms=budget_ms, device=device, n_trials=n_trials, timeout_s=timeout,
         seed=seed, sampler=sampler, pruner=pruner, storage=storage or DEFAULT_STORAGE, study_name=study_name,
-        data=data, named=named, max_train_samples=max_train_samples,
+        data=data, named=named, max_train_samples=max_train_samples, heartbeat_s=heartbeat,
         objective=ObjectiveConfig(device=device, budget_ms=budget_ms, threads=threads, seed=seed,
                                   lock_dir=default_lock_dir(),
                                   proxy=ProxyConfig(epochs=proxy_epochs, resolution=proxy_resolution,
                                                     batch_size=proxy_batch_size, lr=proxy_lr)),
     )
     progress = SearchProgress(n_trials, budget_ms, quiet)
-    helpers = start_workers(workers - 1)
+    helpers: list = []
+    stop = threading.Event()
+
+    def on_sigint(signum, frame) -> None:
+        # First Ctrl-C: training stops at its next step and no new trial starts (raising here could land
+        # in a finaliser, where Python swallows it). A second Ctrl-C interrupts at once.
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        click.echo("stopping: the running trial ends now, then the summary (Ctrl-C again to quit at once)", err=True)
+
+    signal.signal(signal.SIGINT, on_sigint)
+
+    def on_start(study, enqueued) -> None:
+        progress.on_start(study, enqueued)
+        helpers.extend(start_workers(workers - 1))  # once the study exists and the named configs are queued
+
     try:
-        outcome = run_search(config, on_trial=progress.on_trial, on_start=progress.on_start)
+        outcome = run_search(config, on_trial=progress.on_trial, on_start=on_start, stop=stop)
     finally:
         for process in helpers:
             process.wait()
@@ -326,7 +347,7 @@ class SearchProgress:
         elif trial.state.name == "PRUNED":
             what = f"pruned: {a.get('fail_reason', '')}"
         else:
-            what = f"failed: {a.get('fail_reason', 'unknown error')}"
+            what = f"failed: {a.get('fail_reason', 'no reason stored (its worker stopped or was killed)')}"
         best = best_feasible(trial_rows(study))
         best_text = f"best {best.proxy_acc:.3f} @ {best.latency_ms:.1f} ms (#{best.number})" if best else "no feasible yet"
         elapsed = time.perf_counter() - self.started
@@ -379,12 +400,27 @@ def print_search_summary(outcome, config, budget_ms, out_spec, export_dir) -> No
             click.echo(f"wrote {written}")
 
 
+@cli.command()
+@click.option("--study", "study_name", required=True, help="The study's name (as `search` printed it).")
+@click.option("--storage", default=None, help="Optuna storage URL [default: sqlite:///fasternet_studies.db].")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="FILE.html (offline), .png/.svg/.pdf (need Chromium), .csv or .json (one row per trial).")
+@click.option("--latency-budget", "budget", help="Budget line to draw [default: the study's own].")
+def pareto(study_name, storage, out, budget) -> None:
+    """Export a study: accuracy vs measured latency with the Pareto front, and FLOPs vs latency (FLOPS lines)."""
+    from search.pareto import pareto_command
+    from search.study import DEFAULT_STORAGE, parse_budget
+
+    budget_ms = parse_budget(budget) if budget else None
+    click.echo(f"wrote {pareto_command(study_name, storage or DEFAULT_STORAGE, out, budget_ms)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the CLI prints its own progress
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # the CLI prints its own progress and failures
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
     try:

@@ -45,8 +45,10 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
 
 
 def train_proxy(spec: ArchSpec, dataset: Dataset, config: ProxyConfig = ProxyConfig(), seed: int = 0,
-                on_epoch: Callable[[int, float], None] | None = None) -> list[float]:
-    """Trains from scratch; returns held-out top-1 after each epoch. `on_epoch(epoch, acc)` may raise to stop."""
+                on_epoch: Callable[[int, float], None] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> list[float]:
+    """Trains from scratch; returns held-out top-1 after each epoch. `on_epoch(epoch, acc)` may raise to stop;
+    `should_stop()` is polled every step and raises KeyboardInterrupt when it answers True (a user's Ctrl-C)."""
     with cpu_threads(config.threads):
         torch.manual_seed(seed)
         model = build_model(proxy_spec(spec, dataset))
@@ -61,6 +63,8 @@ def train_proxy(spec: ArchSpec, dataset: Dataset, config: ProxyConfig = ProxyCon
             order = torch.randperm(len(dataset.train_y), generator=generator)
             for start in range(0, len(order), config.batch_size):
                 index = order[start:start + config.batch_size]
+                if should_stop is not None and should_stop():
+                    raise KeyboardInterrupt("stop requested")
                 if len(index) < 2:  # BatchNorm needs more than one sample
                     continue
                 loss = F.cross_entropy(model(dataset.train_x[index]), dataset.train_y[index])

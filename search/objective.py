@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,17 +59,21 @@ def default_lock_dir() -> Path:
 
 class Objective:
     def __init__(self, space: SearchSpace, dataset: Dataset, config: ObjectiveConfig,
-                 pruner: CurvePruner | None = None):
+                 pruner: CurvePruner | None = None, stop: threading.Event | None = None):
         self.space = space
         self.dataset = dataset
         self.config = config
         self.pruner = pruner
+        self.stop = stop or threading.Event()
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
         """Any failure marks this trial failed with its reason stored on it; the study goes on."""
         try:
             return self._evaluate(trial)
         except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted by the user (Ctrl-C); the same command resumes")
             raise
         except Exception as exc:
             if "fail_reason" not in trial.user_attrs:
@@ -115,7 +120,8 @@ class Objective:
                 raise optuna.TrialPruned(f"epoch {epoch + 1}: top-1 {acc:.3f}")
 
         try:
-            train_proxy(spec, self.dataset, self.config.proxy, seed=self.config.seed, on_epoch=on_epoch)
+            train_proxy(spec, self.dataset, self.config.proxy, seed=self.config.seed, on_epoch=on_epoch,
+                        should_stop=self.stop.is_set)
         except ProxyDiverged as exc:
             trial.set_user_attr("fail_reason", f"proxy training diverged: {exc}")
             raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ class SearchConfig:
     data: str = "digits"
     named: bool = True
     threads: int | None = None
+    heartbeat_s: int = 10  # a running trial silent for 3x this long is failed and retried
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     max_train_samples: int | None = 5000
     max_test_samples: int | None = 2000
@@ -67,7 +69,7 @@ class SearchConfig:
         return f"{space.name}-{self.device.replace(':', '')}-{self.budget_ms:g}ms-{data}"
 
 
-def make_storage(url: str) -> RDBStorage:
+def make_storage(url: str, heartbeat_s: int = 10) -> RDBStorage:
     """An RDB storage with heartbeats, so that a trial left running by a killed worker is failed and retried."""
     if not re.match(r"^(sqlite|postgresql(\+\w+)?|mysql(\+\w+)?)://", url):
         raise SearchError(f"--storage {url!r} is not a storage URL; allowed: sqlite:///FILE.db, "
@@ -81,10 +83,10 @@ def make_storage(url: str) -> RDBStorage:
     else:
         engine_kwargs = {"pool_pre_ping": True}
     try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=10, grace_period=30,
+        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s, grace_period=3 * heartbeat_s,
                           heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
-    except ImportError as exc:
-        raise SearchError(f"--storage {url}: a database driver is missing ({exc.name}); allowed: "
+    except ImportError:
+        raise SearchError(f"--storage {url}: its database driver is not installed; allowed: "
                           "pip install -e '.[postgres]' for PostgreSQL") from None
     except Exception as exc:  # SQLAlchemy raises many kinds for an unreachable or malformed database
         first = (str(exc).splitlines() or [""])[0][:200]
@@ -115,37 +117,43 @@ def make_sampler(name: str, space: SearchSpace, seed: int, n_trials: int) -> opt
     raise SearchError(f"--sampler {name!r} is not known; allowed: {', '.join(SAMPLERS)}")
 
 
-def open_study(config: SearchConfig, space: SearchSpace) -> optuna.Study:
-    """Creates the study, or loads it to resume; a resumed study must have been made with the same setting."""
-    storage = make_storage(config.storage)
+def open_study(config: SearchConfig, space: SearchSpace) -> tuple[optuna.Study, bool]:
+    """Creates the study, or loads it to resume: (study, created here). Creation is atomic in the storage,
+    so of several workers started at once exactly one creates it. A resumed study must have the same setting."""
+    storage = make_storage(config.storage, config.heartbeat_s)
     name = config.resolved_study_name(space)
     sampler = make_sampler(config.sampler, space, config.seed, config.n_trials)
     setting = {"budget_ms": config.budget_ms, "device": config.device, "space": str(config.space_path),
                "data": config.data}
-    study = optuna.create_study(storage=storage, study_name=name, directions=DIRECTIONS, sampler=sampler,
-                                load_if_exists=True)
-    stored = study.user_attrs.get("setting")
-    if stored is None:
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, directions=DIRECTIONS, sampler=sampler)
         study.set_user_attr("setting", setting)
         study.set_metric_names(["proxy_acc", "latency_ms"])
-    elif {k: stored.get(k) for k in ("budget_ms", "device", "data")} != {k: setting[k] for k in ("budget_ms", "device", "data")}:
+        return study, True
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(storage=storage, study_name=name, sampler=sampler)
+    if list(study.directions) != [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]:
+        raise SearchError(f"study {name!r} in {config.storage} is not a fasternet-space search; allowed: "
+                          "another --study-name")
+    stored = study.user_attrs.get("setting")
+    if stored is None:  # created by another worker a moment ago, which is setting it now
+        time.sleep(1.0)
+        stored = study.user_attrs.get("setting") or setting
+    if {k: stored.get(k) for k in ("budget_ms", "device", "data")} != {k: setting[k] for k in ("budget_ms", "device", "data")}:
         raise SearchError(f"study {name!r} in {config.storage} was made with budget {stored.get('budget_ms'):g} ms, "
                           f"device {stored.get('device')}, data {stored.get('data')}; allowed: the same setting to "
                           "resume it, or another --study-name")
-    return study
+    return study, False
 
 
 def enqueue_named(study: optuna.Study, space: SearchSpace) -> list[str]:
-    """Enqueues the named configs that are points of the space, once per study."""
-    already = {t.user_attrs.get("named") for t in study.get_trials(deepcopy=False)}
+    """Enqueues the named configs that are points of the space (called once, by the study's creator)."""
     enqueued = []
     for key, spec in NAMED_SPECS.items():
-        label = key.upper()
         params = space.params_for(spec)
-        if params is None or label in already:
-            continue
-        study.enqueue_trial(params, user_attrs={"named": label, "spec_name": spec.name}, skip_if_exists=True)
-        enqueued.append(label)
+        if params is not None:
+            study.enqueue_trial(params, user_attrs={"named": key.upper(), "spec_name": spec.name})
+            enqueued.append(key.upper())
     return enqueued
 
 
@@ -162,30 +170,41 @@ class SearchOutcome:
 
 
 def run_search(config: SearchConfig, on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
-               on_start: Callable[[optuna.Study, list[str]], None] | None = None) -> SearchOutcome:
-    """Runs (or resumes) the study until it holds `n_trials` finished trials or the timeout passes."""
+               on_start: Callable[[optuna.Study, list[str]], None] | None = None,
+               stop: threading.Event | None = None) -> SearchOutcome:
+    """Runs (or resumes) the study until it holds `n_trials` finished trials or the timeout passes.
+
+    Setting `stop` (e.g. from a SIGINT handler) ends the run: training polls it every step, and the
+    study stops after the current trial even where a KeyboardInterrupt was swallowed on its way up."""
+    stop = stop or threading.Event()
     space = SearchSpace.from_yaml(config.space_path)
     if config.n_trials < 1:
         raise SearchError(f"--n-trials {config.n_trials}: allowed: a positive integer")
     dataset = load_dataset(config.data, config.objective.proxy.resolution, seed=config.seed,
                            max_train=config.max_train_samples, max_test=config.max_test_samples)
-    study = open_study(config, space)
-    enqueued = enqueue_named(study, space) if config.named else []
+    study, created = open_study(config, space)
+    enqueued = enqueue_named(study, space) if config.named and created else []
     if on_start is not None:
         on_start(study, enqueued)
-    objective = Objective(space, dataset, config.objective, make_pruner(config.pruner))
+    objective = Objective(space, dataset, config.objective, make_pruner(config.pruner), stop=stop)
     start = time.perf_counter()
     outcome = SearchOutcome(study, enqueued=enqueued)
     remaining = config.n_trials - count_finished(study)
+    def stop_when_asked(study: optuna.Study, trial: FrozenTrial) -> None:
+        if stop.is_set():
+            study.stop()
+
     callbacks = [MaxTrialsCallback(config.n_trials, states=FINISHED)]
     if on_trial is not None:
         callbacks.append(on_trial)
+    callbacks.append(stop_when_asked)
     try:
         if remaining > 0:
             # Failed trials do not count toward n_trials; the cap only stops a study whose every trial fails.
             study.optimize(objective, n_trials=3 * remaining + 5, timeout=config.timeout_s, callbacks=callbacks,
                            catch=(Exception,), gc_after_trial=True)
     except KeyboardInterrupt:
-        outcome.interrupted = True
+        stop.set()
+    outcome.interrupted = stop.is_set()
     outcome.elapsed_s = time.perf_counter() - start
     return outcome

@@ -252,3 +252,15 @@ def measure_spec(spec, *, fold: bool = True, **kwargs: Any) -> Measurement:
     kwargs.setdefault("in_chans", spec.in_chans)
     flops = count(spec.replace(input_size=kwargs["input_size"])).flops
     return measure_model(model, flops, folded=fold, **kwargs)
+
+
+def gemm_rate(device: str = "cpu", threads: int | None = 1, size: int = 1024,
+              policy: TimingPolicy = TimingPolicy(warmup=3, min_repeats=15, max_time_s=5.0)) -> float:
+    """This device's dense fp32 GEMM rate in multiply-adds per second (median of torch.mm on size x size):
+    the ceiling that a model's achieved FLOPS is compared with."""
+    dev = resolve_device(device)
+    with cpu_threads(threads if dev.type == "cpu" else None), torch.inference_mode():
+        a = torch.randn(size, size, device=dev)
+        b = torch.randn(size, size, device=dev)
+        timing = time_callable(lambda: torch.mm(a, b), dev, policy)
+    return size**3 / (timing.median_ms / 1e3)

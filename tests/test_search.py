@@ -89,9 +89,11 @@ def test_small_search_completes_resumes_and_exports_a_buildable_spec(tiny_space_
     first = run_cli(*common, "--n-trials", "3", "--out-spec", str(best))
     assert first.returncode == 0, first.stderr
     assert "[3/3]" in first.stdout and "Pareto front" in first.stdout
-    second = run_cli(*common, "--n-trials", "5", "--out-spec", str(best))
+    export = tmp_path / "report"
+    second = run_cli(*common, "--n-trials", "5", "--out-spec", str(best), "--export", str(export))
     assert second.returncode == 0, second.stderr
     assert "resuming with 3 finished" in second.stdout
+    assert {"pareto.html", "trials.csv", "best.yaml"} <= {p.name for p in export.iterdir()}
     study = optuna.load_study(study_name="tiny", storage=storage)
     finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert len(finished) == 5

@@ -205,26 +205,28 @@ def bench_models(specs, device, threads, batch_size, input_size, fmt) -> None:
 @click.option("--device", default="cpu", show_default=True, help="Where latency is measured: cpu, cuda, cuda:N, mps.")
 @click.option("--latency-budget", "budget", default="20ms", show_default=True,
               help="Hard latency limit: 20ms, 0.02s or 20 (ms).")
-@click.option("--n-trials", type=int, default=20, show_default=True,
+@click.option("--n-trials", type=int, default=40, show_default=True, callback=positive("--n-trials"),
               help="Finished trials the study should hold (a resumed study runs only the rest).")
 @click.option("--timeout", type=float, help="Stop starting new trials after this many seconds.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--space", "space_path", default=str(DEFAULT_SPACE), show_default="spaces/fasternet.yaml")
 @click.option("--data", default="digits", show_default=True, help="digits, cifar10:DIR or imagefolder:DIR.")
-@click.option("--proxy-epochs", type=int, default=3, show_default=True)
-@click.option("--proxy-resolution", type=int, default=32, show_default=True)
-@click.option("--proxy-batch-size", type=int, default=64, show_default=True)
+@click.option("--proxy-epochs", type=int, default=3, show_default=True, callback=positive("--proxy-epochs"))
+@click.option("--proxy-resolution", type=int, default=32, show_default=True, callback=positive("--proxy-resolution"))
+@click.option("--proxy-batch-size", type=int, default=64, show_default=True, callback=positive("--proxy-batch-size"))
 @click.option("--proxy-lr", type=float, default=3e-3, show_default=True)
-@click.option("--max-train-samples", type=int, default=5000, show_default=True,
+@click.option("--max-train-samples", type=int, default=5000, show_default=True, callback=positive("--max-train-samples"),
               help="Subsample the training split to this many images (the proxy budget).")
 @click.option("--sampler", type=click.Choice(["tpe", "nsga2", "random", "gp", "grid"]), default="tpe", show_default=True)
 @click.option("--pruner", type=click.Choice(["median", "percentile", "none"]), default="median", show_default=True)
 @click.option("--storage", default=None, help="Optuna storage URL [default: sqlite:///fasternet_studies.db].")
 @click.option("--study-name", help="[default: SPACE-DEVICE-BUDGET-DATA]")
 @click.option("--named/--no-named", default=True, show_default=True, help="Enqueue T0..L first where they fit the space.")
-@click.option("--threads", type=int, help="CPU threads while timing [default: 1, the paper's protocol].")
-@click.option("--workers", type=int, default=1, show_default=True, help="Worker processes on this machine.")
-@click.option("--heartbeat", type=int, default=10, show_default=True,
+@click.option("--threads", type=int, callback=positive("--threads"),
+              help="CPU threads while timing [default: 1, the paper's protocol].")
+@click.option("--workers", type=int, default=1, show_default=True, callback=positive("--workers"),
+              help="Worker processes on this machine.")
+@click.option("--heartbeat", type=int, default=10, show_default=True, callback=positive("--heartbeat"),
               help="Seconds between a worker's heartbeats; a trial silent for 3x this long is failed and retried.")
 @click.option("--out-spec", type=click.Path(dir_okay=False), help="Where to write the best feasible spec "
               "[default: runs/STUDY/best.yaml].")
@@ -239,12 +241,6 @@ def search(device, budget, n_trials, timeout, seed, space_path, data, proxy_epoc
     from search.objective import ObjectiveConfig, default_lock_dir
     from search.study import DEFAULT_STORAGE, SearchConfig, parse_budget, run_search
 
-    for flag, value in (("--n-trials", n_trials), ("--proxy-epochs", proxy_epochs), ("--proxy-resolution",
-                        proxy_resolution), ("--proxy-batch-size", proxy_batch_size), ("--workers", workers),
-                        ("--max-train-samples", max_train_samples), ("--threads", threads),
-                        ("--heartbeat", heartbeat)):
-        if value is not None and value < 1:
-            fail(f"{flag} {value}: allowed: a positive integer")
     if timeout is not None and timeout <= 0:
         fail(f"--timeout {timeout:g}: allowed: a positive number of seconds")
     if proxy_lr <= 0:

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fasternet_space import NAMED_SPECS, build_model, count  # noqa: E402
 from fasternet_space.fast_layers import onednn_available  # noqa: E402
 from fasternet_space.inference import for_inference  # noqa: E402
+from fasternet_space.measure import gemm_rate  # noqa: E402
 
 # Targets from the issue: (minimum speed-up over the reference, minimum % of the GEMM rate).
 TARGETS = {"t0": (1.3, 75), "t1": (1.2, 80), "t2": (1.1, 80), "s": (1.0, 90), "m": (1.0, 90), "l": (1.0, 90)}
@@ -39,14 +40,6 @@ def _median_time(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def gemm_rate(n: int = 1024, repeats: int = 15) -> float:
-    """Multiply-adds per second of torch.mm on n x n float32 matrices (median)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        torch.mm(a, b)
-    return n**3 / _median_time(lambda: torch.mm(a, b), repeats)
 
 
 def onednn_rate(channels: int = 1024, side: int = 32, repeats: int = 15) -> float | None:
@@ -120,10 +113,10 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, threads {torch.get_num_threads()}, "
           "batch 1, 224x224, float32, inference_mode; medians of interleaved repetitions")
-    gemm = [gemm_rate()]
+    gemm = [gemm_rate(threads=torch.get_num_threads())]
     dnn = [onednn_rate()]
     rows = [bench_model(key, modes, args.repeats, args.budget) for key in keys]
-    gemm.append(gemm_rate())
+    gemm.append(gemm_rate(threads=torch.get_num_threads()))
     dnn.append(onednn_rate())
     g = statistics.mean(gemm)
     d = statistics.mean(dnn) if None not in dnn else None

@@ -229,7 +229,7 @@ def measure_model(
     protocol = Protocol(
         device=str(dev), device_name=device_name(dev), threads=used_threads, batch=1,
         throughput_batch=throughput_batch, input_size=input_size, in_chans=in_chans,
-        dtype=str(dtype).removeprefix("torch."), runtime="pytorch-eager", torch=torch.__version__,
+        dtype=str(dtype).removeprefix("torch."), runtime=_runtime(model), torch=torch.__version__,
         folded=folded, rel_ci=policy.rel_ci, max_time_s=policy.max_time_s,
     )
     return Measurement(
@@ -237,6 +237,12 @@ def measure_model(
         repeats=latency.repeats, stable=latency.stable, throughput=throughput,
         flops_per_s=flops / (latency.median_ms / 1e3), protocol=protocol,
     )
+
+
+def _runtime(model: nn.Module) -> str:
+    """'pytorch-eager', with the inference form's forward mode where it has one (e.g. onednn, portable)."""
+    mode = getattr(model, "mode", None)
+    return f"pytorch-eager ({mode})" if isinstance(mode, str) else "pytorch-eager"
 
 
 def measure_spec(spec, *, fold: bool = True, **kwargs: Any) -> Measurement:

@@ -47,7 +47,7 @@ class SearchConfig:
     space_path: Path
     budget_ms: float
     device: str = "cpu"
-    n_trials: int = 20
+    n_trials: int = 40
     timeout_s: float | None = None
     seed: int = 0
     sampler: str = "tpe"

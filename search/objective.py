@@ -114,7 +114,8 @@ class Objective:
         def on_epoch(epoch: int, acc: float) -> None:
             curve.append(acc)
             trial.set_user_attr("proxy_curve", list(curve))
-            if self.pruner is not None and self.pruner.should_prune(trial.study, trial.number, curve):
+            last_epoch = epoch + 1 == self.config.proxy.epochs  # a fully trained candidate is complete, never pruned
+            if self.pruner is not None and not last_epoch and self.pruner.should_prune(trial.study, trial.number, curve):
                 trial.set_user_attr("fail_reason", f"pruned after epoch {epoch + 1}: top-1 {acc:.3f} below the "
                                                    f"{self.pruner.describe()} of earlier trials")
                 raise optuna.TrialPruned(f"epoch {epoch + 1}: top-1 {acc:.3f}")

@@ -34,7 +34,7 @@ class CurvePruner:
             for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
             if t.number != trial_number and len(t.user_attrs.get("proxy_curve") or []) > epoch
         ]
-        if len(others) < self.n_startup_trials:
+        if not others or len(others) < self.n_startup_trials:
             return False
         return curve[epoch] < float(np.percentile(others, self.percentile))
 

@@ -123,3 +123,19 @@ def test_search_bad_input(tiny_space_file, tmp_path):
     assert_one_line_error(run_cli(*base, "--data", "mnist"), "mnist", "digits, cifar10:DIR, imagefolder:DIR")
     assert_one_line_error(run_cli(*base, "--sampler", "grid", "--space", "spaces/fasternet.yaml", "--n-trials", "1",
                                   "--space", str(tmp_path / "missing.yaml")), "file not found")
+
+
+def test_pruning_stops_hopeless_candidates_but_never_a_fully_trained_one():
+    from search.pruning import CurvePruner
+
+    space = SearchSpace.from_dict(TINY_SPACE)
+    always = CurvePruner(percentile=100.0, n_startup_trials=0, n_warmup_epochs=0)  # prunes all below the best
+    for epochs, expected in ((1, "COMPLETE"), (2, "PRUNED")):
+        objective = _objective(space, 1e6, [])
+        objective.config.proxy = ProxyConfig(epochs=epochs, resolution=32)
+        objective.pruner = always
+        study = optuna.create_study(directions=["maximize", "minimize"])
+        # A perfect earlier curve that every candidate falls below.
+        study.add_trial(optuna.trial.create_trial(values=[1.0, 1.0], user_attrs={"proxy_curve": [1.0, 1.0]}))
+        study.optimize(objective, n_trials=1)
+        assert study.trials[1].state.name == expected, study.trials[1].user_attrs

@@ -28,7 +28,7 @@ from fasternet_space import ArchSpec, save_spec
 from fasternet_space.report import human
 
 from .objective import CONSTRAINT
-from .results import best_feasible, pareto_numbers, trial_rows
+from .results import best_feasible, feasible, pareto_numbers, trial_rows
 from .study import SearchError, make_storage
 
 FIGURE_FORMATS = (".html", ".png", ".svg", ".pdf")
@@ -114,18 +114,18 @@ def _points(study: optuna.Study) -> list[_Point]:
             latency = _number(t.values[1])
         if latency is None or latency <= 0:
             continue
-        feasible = _feasible(t)
+        is_feasible = feasible(t)
         over_ms = _over_budget_ms(t)
         acc = _number(a.get("proxy_acc"))
         if t.state == TrialState.COMPLETE:
-            if feasible is False:
+            if is_feasible is False:
                 kind, acc = "over", None
             else:
                 kind = "trained"
                 if acc is None and t.values:
                     acc = _number(t.values[0])
         elif t.state == TrialState.PRUNED:
-            kind = "over" if feasible is False else "pruned"
+            kind = "over" if is_feasible is False else "pruned"
             curve = a.get("proxy_curve") or []
             acc = _number(curve[-1]) if curve and kind == "pruned" else None
         else:
@@ -144,23 +144,8 @@ def _points(study: optuna.Study) -> list[_Point]:
     return points
 
 
-def _constraint_values(trial: FrozenTrial) -> list[float]:
-    constraints = trial.constraints or {}
-    return list(constraints.values() if isinstance(constraints, dict) else constraints)
-
-
 def _over_budget_ms(trial: FrozenTrial) -> float | None:
-    constraints = trial.constraints or {}
-    if isinstance(constraints, dict):
-        return _number(constraints.get(CONSTRAINT))
-    return _number(constraints[0]) if constraints else None
-
-
-def _feasible(trial: FrozenTrial) -> bool | None:
-    if values := _constraint_values(trial):
-        return all(v <= 0 for v in values)
-    feasible = trial.user_attrs.get("feasible")
-    return feasible if isinstance(feasible, bool) else None
+    return _number((trial.constraints or {}).get(CONSTRAINT))
 
 
 def _spec_fields(spec_yaml: Any) -> dict[str, Any]:

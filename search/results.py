@@ -51,7 +51,7 @@ def trial_rows(study: optuna.Study) -> list[TrialRow]:
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
         rows.append(TrialRow(
-            number=t.number, state=t.state.name, feasible=_feasible(t), pareto=t.number in front,
+            number=t.number, state=t.state.name, feasible=feasible(t), pareto=t.number in front,
             named=a.get("named"), proxy_acc=a.get("proxy_acc"), latency_ms=a.get("latency_ms"), flops=a.get("flops"),
             flops_per_s=a.get("flops_per_s"), params=a.get("params"), reason=a.get("fail_reason"),
             spec_yaml=a.get("spec_yaml"),
@@ -59,10 +59,12 @@ def trial_rows(study: optuna.Study) -> list[TrialRow]:
     return rows
 
 
-def _feasible(trial: FrozenTrial) -> bool | None:
-    if not trial.constraints:
-        return None
-    return all(v <= 0 for v in trial.constraints.values())
+def feasible(trial: FrozenTrial) -> bool | None:
+    """Within budget by the trial's constraints (or its `feasible` attribute); None where neither was set."""
+    if trial.constraints:
+        return all(v <= 0 for v in trial.constraints.values())
+    value = trial.user_attrs.get("feasible")
+    return value if isinstance(value, bool) else None
 
 
 def best_feasible(rows: list[TrialRow]) -> TrialRow | None:

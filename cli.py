@@ -99,7 +99,8 @@ def build(spec_path, fmt, weights, out, measure, device, threads, batch_size, in
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         torch.save({"spec": spec.to_dict(), "state_dict": model.state_dict()}, out)
         summary["saved"] = out
-    fast = for_inference(model.eval()) if (measure or export_path) else None
+    fast = for_inference(model.eval(), device=resolve_device(device) if measure else None) if (
+        measure or export_path) else None
     if export_path:
         from fasternet_space.export import export_onnx
 

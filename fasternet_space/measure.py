@@ -252,8 +252,8 @@ def measure_spec(spec, *, fold: bool = True, **kwargs: Any) -> Measurement:
     from .model import build_model
 
     model = build_model(spec).eval()
-    if fold:
-        model = for_inference(model)
+    if fold:  # built for the target device, so that its forward mode is the one that device runs
+        model = for_inference(model, device=resolve_device(kwargs.get("device", "cpu")))
     kwargs.setdefault("input_size", spec.input_size)
     kwargs.setdefault("in_chans", spec.in_chans)
     flops = count(spec.replace(input_size=kwargs["input_size"])).flops

@@ -250,3 +250,31 @@ def test_two_workers_on_postgresql(files):
     optuna.delete_study(study_name=study, storage=url)
     assert_one_line_error(run_cli("search", "--space", files["space"], "--storage",
                                   "postgresql://nobody@127.0.0.1:1/none", "--n-trials", "1"), "cannot open")
+
+
+def test_timing_holds_the_device_lock(tmp_path, monkeypatch):
+    """While one worker times latency, another worker on the same machine and device cannot."""
+    from filelock import FileLock, Timeout
+
+    from search.objective import ObjectiveConfig, device_lock
+
+    config = ObjectiveConfig(lock_dir=tmp_path)
+    seen = []
+
+    def fake_measure(*args, **kwargs):
+        other = FileLock(str(tmp_path / "device-cpu.lock"))
+        with pytest.raises(Timeout):
+            other.acquire(timeout=0.2)
+        seen.append(True)
+        raise RuntimeError("stop after the check")
+
+    monkeypatch.setattr(objective_module, "measure_spec", fake_measure)
+    from search.objective import Objective
+    from search.space import SearchSpace
+
+    objective = Objective(SearchSpace.from_dict(TINY_SPACE), dataset=None, config=config)
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.optimize(objective, n_trials=1, catch=(RuntimeError,))
+    assert seen == [True]
+    with device_lock(config):  # released afterwards
+        pass

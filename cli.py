@@ -421,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
     try:
-        cli.main(args=argv, prog_name="cli.py", standalone_mode=False)
+        cli.main(args=argv, prog_name=Path(sys.argv[0]).name if argv is None else "cli.py", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("interrupted", err=True)
         return 130

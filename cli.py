@@ -15,7 +15,8 @@ from fasternet_space.data import DataError
 from fasternet_space.export import ExportError
 from fasternet_space.measure import DeviceError
 from fasternet_space.spec import SpecError
-from search.study import SearchError
+from search.pruning import PRUNERS
+from search.study import SAMPLERS, SearchError
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_SPACE = ROOT / "spaces" / "fasternet.yaml"
@@ -88,7 +89,10 @@ def build(spec_path, fmt, weights, out, measure, device, threads, batch_size, in
         fail("--runtime onnxruntime: needs --export FILE.onnx to have a file to run")
     if measure:
         resolve_device(device)
-    measured_spec = spec.replace(input_size=input_size) if input_size else spec
+    try:
+        measured_spec = spec.replace(input_size=input_size) if input_size else spec
+    except SpecError as exc:
+        fail(f"--input-size {input_size}: {exc.problem}")
     summary = spec_summary(spec, count(spec))
     model = build_model(spec)
     if weights:
@@ -116,7 +120,8 @@ def build(spec_path, fmt, weights, out, measure, device, threads, batch_size, in
             result = measure_onnx(export_path, flops, **kwargs)
         else:
             result = measure_model(fast, flops, **kwargs)
-        summary.update(latency_ms=result.latency_ms, latency_ci_ms=list(result.latency_ci_ms),
+        summary.update(measured_input_size=measured_spec.input_size, measured_flops=flops,
+                       latency_ms=result.latency_ms, latency_ci_ms=list(result.latency_ci_ms),
                        throughput=result.throughput, flops_per_s=result.flops_per_s,
                        protocol=result.protocol.to_dict())
     if fmt == "json":
@@ -150,10 +155,11 @@ def bench_ops(width, resolution, device, threads, batch_size, fmt) -> None:
     from fasternet_space.operators import bench_operators, flops_ratio
     from fasternet_space.report import format_table, human
 
-    rows = bench_operators(width, resolution, device, threads, batch_size)
+    rows, protocol = bench_operators(width, resolution, device, threads, batch_size)
     ratios = {op: flops_ratio(rows, op) for op in ("pconv", "pconv_fast")}
     if fmt == "json":
         click.echo(json.dumps({
+            "protocol": protocol.to_dict(),
             "rows": [r.to_dict() for r in rows],
             "pconv_vs_dwconv_flops": [{"channels": c, "size": s, "pconv": ratios["pconv"][(c, s)],
                                        "pconv_fast": ratios["pconv_fast"][(c, s)]} for (c, s) in ratios["pconv"]],
@@ -165,10 +171,13 @@ def bench_ops(width, resolution, device, threads, batch_size, fmt) -> None:
     click.echo("")
     shapes = [f"{c}x{s}x{s}" for (c, s) in ratios["pconv"]]
     click.echo(format_table(["FLOPS vs DWConv"] + shapes + ["mean"], [
-        [OPERATOR_NAME, *[f"{v:.1f}x" for v in ratios[op].values()],
+        [label, *[f"{v:.1f}x" for v in ratios[op].values()],
          f"{sum(ratios[op].values()) / len(ratios[op]):.1f}x"]
-        for op, OPERATOR_NAME in (("pconv", "PConv (split+cat)"), ("pconv_fast", "PConv (fast)"))
+        for op, label in (("pconv", "PConv (split+cat)"), ("pconv_fast", "PConv (fast)"))
     ]))
+    click.echo(f"\nprotocol: {protocol.device_name} [{protocol.device}], {protocol.threads} thread(s), batch "
+               f"{protocol.batch}, fp32, {protocol.runtime}, torch {protocol.torch}; 10 stacked 3x3 layers, "
+               f"FLOPs = multiply-adds, FLOPS = FLOPs x batch / median latency")
 
 
 @bench.command("models")
@@ -214,12 +223,13 @@ def bench_models(specs, device, threads, batch_size, input_size, fmt) -> None:
 @click.option("--data", default="digits", show_default=True, help="digits, cifar10:DIR or imagefolder:DIR.")
 @click.option("--proxy-epochs", type=int, default=3, show_default=True, callback=positive("--proxy-epochs"))
 @click.option("--proxy-resolution", type=int, default=32, show_default=True, callback=positive("--proxy-resolution"))
-@click.option("--proxy-batch-size", type=int, default=64, show_default=True, callback=positive("--proxy-batch-size"))
+@click.option("--proxy-batch-size", type=click.IntRange(min=2), default=64, show_default=True,
+              help="At least 2 (BatchNorm needs more than one sample).")
 @click.option("--proxy-lr", type=float, default=3e-3, show_default=True)
 @click.option("--max-train-samples", type=int, default=5000, show_default=True, callback=positive("--max-train-samples"),
               help="Subsample the training split to this many images (the proxy budget).")
-@click.option("--sampler", type=click.Choice(["tpe", "nsga2", "random", "gp", "grid"]), default="tpe", show_default=True)
-@click.option("--pruner", type=click.Choice(["median", "percentile", "none"]), default="median", show_default=True)
+@click.option("--sampler", type=click.Choice(SAMPLERS), default="tpe", show_default=True)
+@click.option("--pruner", type=click.Choice(PRUNERS), default="median", show_default=True)
 @click.option("--storage", default=None, help="Optuna storage URL [default: sqlite:///fasternet_studies.db].")
 @click.option("--study-name", help="[default: SPACE-DEVICE-BUDGET-DATA]")
 @click.option("--named/--no-named", default=True, show_default=True, help="Enqueue T0..L first where they fit the space.")
@@ -233,9 +243,11 @@ def bench_models(specs, device, threads, batch_size, input_size, fmt) -> None:
               "[default: runs/STUDY/best.yaml].")
 @click.option("--export", "export_dir", type=click.Path(file_okay=False), help="Write plots, CSV and the best spec here.")
 @click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
+@click.option("--worker-index", type=int, default=0, hidden=True,
+              help="Set by --workers on the extra processes: they sample with other seeds and print nothing.")
 def search(device, budget, n_trials, timeout, seed, space_path, data, proxy_epochs, proxy_resolution, proxy_batch_size,
            proxy_lr, max_train_samples, sampler, pruner, storage, study_name, named, threads, workers, heartbeat,
-           out_spec, export_dir, quiet) -> None:
+           out_spec, export_dir, quiet, worker_index) -> None:
     """Search the space under a latency budget: measured latency, short-proxy accuracy, Optuna samplers."""
     from fasternet_space.measure import resolve_device
     from fasternet_space.proxy import ProxyConfig
@@ -248,16 +260,20 @@ def search(device, budget, n_trials, timeout, seed, space_path, data, proxy_epoc
         fail(f"--proxy-lr {proxy_lr:g}: allowed: a positive number")
     budget_ms = parse_budget(budget)
     resolve_device(device)
+    best_path = Path(out_spec) if out_spec else None
+    for folder in (best_path.parent if best_path else None, Path(export_dir) if export_dir else None):
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)  # fail now, not after the search (OSError: one line)
     config = SearchConfig(
         space_path=Path(space_path), budget_ms=budget_ms, device=device, n_trials=n_trials, timeout_s=timeout,
         seed=seed, sampler=sampler, pruner=pruner, storage=storage or DEFAULT_STORAGE, study_name=study_name,
-        data=data, named=named, max_train_samples=max_train_samples, heartbeat_s=heartbeat,
+        data=data, named=named, max_train_samples=max_train_samples, heartbeat_s=heartbeat, worker_index=worker_index,
         objective=ObjectiveConfig(device=device, budget_ms=budget_ms, threads=threads, seed=seed,
                                   lock_dir=default_lock_dir(),
                                   proxy=ProxyConfig(epochs=proxy_epochs, resolution=proxy_resolution,
                                                     batch_size=proxy_batch_size, lr=proxy_lr)),
     )
-    progress = SearchProgress(n_trials, budget_ms, quiet)
+    progress = SearchProgress(n_trials, budget_ms, quiet or worker_index > 0)
     helpers: list = []
     stop = threading.Event()
 
@@ -273,33 +289,36 @@ def search(device, budget, n_trials, timeout, seed, space_path, data, proxy_epoc
 
     def on_start(study, enqueued) -> None:
         progress.on_start(study, enqueued)
-        helpers.extend(start_workers(workers - 1))  # once the study exists and the named configs are queued
+        # Once the study exists and the named configs are queued, with the study's resolved name.
+        helpers.extend(start_workers(click.get_current_context(), study.study_name, workers - 1))
 
     try:
         outcome = run_search(config, on_trial=progress.on_trial, on_start=on_start, stop=stop)
     finally:
-        for process in helpers:
-            process.wait()
-    print_search_summary(outcome, config, budget_ms, out_spec, export_dir)
+        failed = [p.args for p in helpers if p.wait() != 0]
+    if worker_index > 0:  # an extra worker: the first process prints the summary and writes the files
+        return
+    if failed:
+        click.echo(f"warning: {len(failed)} extra worker(s) stopped with an error; their finished trials are kept",
+                   err=True)
+    print_search_summary(outcome, config, budget_ms, best_path, export_dir)
     if outcome.interrupted:
         raise SystemExit(130)
 
 
-def start_workers(count: int) -> list:
-    """Extra worker processes: the same command, one worker each, sharing the study through its storage."""
+def start_workers(ctx: click.Context, study_name: str, count: int) -> list:
+    """Extra worker processes: this command's settings, one worker each, sharing the study through its storage."""
     import subprocess
 
-    if count <= 0:
-        return []
-    args = list(sys.argv[1:])
-    for flag in ("--workers",):
-        while flag in args:
-            i = args.index(flag)
-            del args[i:i + 2]
-        args = [a for a in args if not a.startswith(flag + "=")]
-    args += ["--workers", "1", "--quiet", "--no-named"]
-    command = [sys.executable, str(ROOT / "cli.py"), *args]
-    return [subprocess.Popen(command, stdout=subprocess.DEVNULL) for _ in range(count)]
+    skip = {"workers", "worker_index", "quiet", "named", "out_spec", "export_dir", "study_name"}
+    args = ["search", "--study-name", study_name, "--no-named", "--quiet"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name in skip or value is None or not isinstance(param, click.Option):
+            continue
+        args += [param.opts[0], str(value)]
+    return [subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args, "--worker-index", str(i + 1)],
+                             stdout=subprocess.DEVNULL) for i in range(count)]
 
 
 class SearchProgress:
@@ -354,14 +373,18 @@ class SearchProgress:
                    f"{elapsed / 60:.1f} min{eta}")
 
 
-def print_search_summary(outcome, config, budget_ms, out_spec, export_dir) -> None:
+def _fixed(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def print_search_summary(outcome, config, budget_ms, best_path, export_dir) -> None:
     from fasternet_space import save_spec
     from fasternet_space.report import format_table, human
     from search.results import best_feasible, trial_rows
 
     study = outcome.study
     rows = trial_rows(study)
-    front = sorted((r for r in rows if r.pareto), key=lambda r: r.latency_ms)
+    front = sorted((r for r in rows if r.pareto), key=lambda r: r.latency_ms or 0.0)
     click.echo("")
     if outcome.interrupted:
         click.echo("interrupted: the study keeps every finished trial; run the same command to resume")
@@ -369,8 +392,8 @@ def print_search_summary(outcome, config, budget_ms, out_spec, export_dir) -> No
     infeasible = sum(r.feasible is False for r in rows)
     click.echo(f"study {study.study_name!r}: {states['COMPLETE']} complete ({infeasible} over the {budget_ms:g} ms "
                f"budget), {states['PRUNED']} pruned, {states['FAIL']} failed; {outcome.elapsed_s / 60:.1f} min this run")
-    table = [[r.number, r.named or "", f"{r.proxy_acc:.3f}", f"{r.latency_ms:.2f}", human(r.flops),
-              human(r.flops_per_s, "FLOPS"), human(r.params)] for r in front]
+    table = [[r.number, r.named or "", _fixed(r.proxy_acc, 3), _fixed(r.latency_ms, 2), human(r.flops or 0),
+              human(r.flops_per_s or 0, "FLOPS"), human(r.params or 0)] for r in front]
     if table:
         click.echo("\nPareto front (feasible trials, proxy top-1 vs latency):")
         click.echo(format_table(["trial", "named", "proxy top-1", "latency ms", "FLOPs", "achieved", "params"], table))
@@ -386,7 +409,7 @@ def print_search_summary(outcome, config, budget_ms, out_spec, export_dir) -> No
         click.echo(f"\nno trial met the {budget_ms:g} ms budget yet; raise --latency-budget or --n-trials")
     else:
         spec = best.spec().replace(name=f"{study.study_name}-best")
-        path = Path(out_spec) if out_spec else Path("runs") / study.study_name / "best.yaml"
+        path = best_path or Path("runs") / study.study_name / "best.yaml"
         save_spec(spec, path)
         click.echo(f"\nbest feasible: trial #{best.number}, top-1 {best.proxy_acc:.3f}, latency "
                    f"{best.latency_ms:.2f} ms -> {path}  (python cli.py build --spec {path})")
@@ -434,6 +457,10 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code if isinstance(exc, UserError) else 2
     except USER_ERRORS as exc:
         click.echo(f"error: {_one_line(str(exc))}", err=True)
+        return 2
+    except OSError as exc:  # an unwritable or vanished path given by the user
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"error: {where}{exc.strerror or exc}; allowed: a path this user can write", err=True)
         return 2
     return 0
 

@@ -56,7 +56,8 @@ def load_dataset(source: str, resolution: int, seed: int = 0, max_train: int | N
     if kind in ("cifar10", "imagefolder") and location:
         root = Path(location)
         if not root.is_dir():
-            raise DataError(f"--data {source}: directory {root} not found")
+            what = "is a file, not a directory" if root.exists() else "not found"
+            raise DataError(f"--data {source}: {root} {what}")
         reader = _read_cifar10 if kind == "cifar10" else _read_imagefolder
         train_x, train_y, test_x, test_y = reader(root, seed)
         return _finish(f"{kind}:{root.name}", train_x, train_y, test_x, test_y, resolution, seed, max_train, max_test)
@@ -107,11 +108,21 @@ def _read_imagefolder(root: Path, seed: int):
     def read(folder: Path, classes: list[str]):
         xs, ys = [], []
         for label, name in enumerate(classes):
+            if not (folder / name).is_dir():
+                raise DataError(f"--data imagefolder:{root}: {folder / name} is missing; allowed: the same class "
+                                f"folders in train/ and val/ ({', '.join(classes)})")
             for path in sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
-                with Image.open(path) as image:
-                    rgb = image.convert("RGB").resize((64, 64))
+                try:
+                    with Image.open(path) as image:
+                        rgb = image.convert("RGB").resize((64, 64))
+                except (OSError, ValueError) as exc:
+                    raise DataError(f"--data imagefolder:{root}: {path} is not a readable image "
+                                    f"({exc.__class__.__name__})") from None
                 xs.append(np.asarray(rgb, dtype=np.float32).transpose(2, 0, 1) / 255.0)
                 ys.append(label)
+        if not xs:
+            raise DataError(f"--data imagefolder:{root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) "
+                            f"under {folder}")
         return xs, ys
 
     split_dirs = (root / "train").is_dir() and (root / "val").is_dir()
@@ -121,12 +132,13 @@ def _read_imagefolder(root: Path, seed: int):
         raise DataError(f"--data imagefolder:{root}: found {len(classes)} class folder(s); allowed: a directory "
                         "with one sub-folder per class (at least 2), optionally under train/ and val/")
     xs, ys = read(base, classes)
-    if not xs:
-        raise DataError(f"--data imagefolder:{root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
     x, y = np.stack(xs), np.asarray(ys, dtype=np.int64)
     if split_dirs:
         test_xs, test_ys = read(root / "val", classes)
         return x, y, np.stack(test_xs), np.asarray(test_ys, dtype=np.int64)
+    if len(y) < 5:
+        raise DataError(f"--data imagefolder:{root}: {len(y)} images cannot be split into training and held-out "
+                        "images; allowed: at least 5, or train/ and val/ folders")
     train, test = _split(len(y), 0.2, seed)
     return x[train], y[train], x[test], y[test]
 

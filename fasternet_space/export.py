@@ -30,7 +30,7 @@ def export_onnx(model: nn.Module, path: str | Path, *, input_size: int, in_chans
     if path.suffix != ".onnx":
         raise ExportError(f"{path}: allowed: a path ending in .onnx")
     path.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.zeros(1, in_chans, input_size, input_size)
+    example = torch.zeros(1, in_chans, input_size, input_size, device=next(model.parameters()).device)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter announces its own deprecation
         torch.onnx.export(model.eval(), (example,), str(path), dynamo=False, opset_version=opset,
@@ -45,11 +45,12 @@ def onnx_session(path: str | Path, device: str = "cpu", threads: int = 1):
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    providers = ["CUDAExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
-    if providers[0] not in ort.get_available_providers():
-        raise ExportError(f"onnxruntime has no {providers[0]} here; allowed: "
-                          + ", ".join(ort.get_available_providers()))
-    return ort.InferenceSession(str(path), options, providers=providers)
+    dev = resolve_device(device)
+    name = "CUDAExecutionProvider" if dev.type == "cuda" else "CPUExecutionProvider"
+    if name not in ort.get_available_providers():
+        raise ExportError(f"onnxruntime has no {name} here; allowed: " + ", ".join(ort.get_available_providers()))
+    provider = (name, {"device_id": dev.index or 0}) if dev.type == "cuda" else name
+    return ort.InferenceSession(str(path), options, providers=[provider])
 
 
 def measure_onnx(path: str | Path, flops: int, *, input_size: int, in_chans: int = 3, device: str = "cpu",

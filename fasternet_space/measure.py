@@ -169,6 +169,12 @@ def time_callable(fn: Callable[[], Any], device: torch.device, policy: TimingPol
     samples: list[float] = []
     use_events = device.type == "cuda"
     start_all = time.perf_counter()
+    with torch.cuda.device(device) if use_events else contextlib.nullcontext():  # events on cuda:N's stream
+        return _repeat_until_stable(fn, device, policy, samples, use_events, start_all)
+
+
+def _repeat_until_stable(fn: Callable[[], Any], device: torch.device, policy: TimingPolicy, samples: list[float],
+                         use_events: bool, start_all: float) -> Timing:
     while True:
         if use_events:
             begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)

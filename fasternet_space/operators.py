@@ -11,7 +11,15 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .measure import TimingPolicy, cpu_threads, cudnn_benchmark, resolve_device, time_callable
+from .measure import (
+    Protocol,
+    TimingPolicy,
+    cpu_threads,
+    cudnn_benchmark,
+    device_name,
+    resolve_device,
+    time_callable,
+)
 
 LAYERS = 10
 KERNEL = 3
@@ -35,8 +43,9 @@ class StackedConv(nn.Module):
 
 
 class StackedPConv(nn.Module):
-    """10 stacked PConvs. `fast`: the untouched channels are never read or written (no concatenation);
-    the next layer, as in the inference form, consumes the convolved part and the untouched view directly."""
+    """10 stacked PConvs. `fast`: the untouched channels are never read or written (no concatenation):
+    the c_p convolved channels and a view of the untouched ones are returned as they are, the operator's
+    ideal memory access (paper eq. 5)."""
 
     def __init__(self, channels: int, fast: bool):
         super().__init__()
@@ -110,12 +119,13 @@ class OperatorRow:
 
 def bench_operators(width: int = 96, resolution: int = 56, device: str = "cpu", threads: int | None = None,
                     batch_size: int | None = None, operators: tuple[str, ...] = OPERATORS,
-                    policy: TimingPolicy = TimingPolicy(max_time_s=3.0)) -> list[OperatorRow]:
+                    policy: TimingPolicy = TimingPolicy(max_time_s=3.0)) -> tuple[list[OperatorRow], Protocol]:
+    """The table's rows, and the protocol they were measured under."""
     dev = resolve_device(device)
     threads = threads if threads is not None else (1 if dev.type == "cpu" else None)
     batch = batch_size or (1 if dev.type == "cpu" else 32)
     rows = []
-    with cpu_threads(threads), cudnn_benchmark(True), torch.inference_mode():
+    with cpu_threads(threads) as used_threads, cudnn_benchmark(True), torch.inference_mode():
         for channels, size in stage_shapes(width, resolution):
             x = torch.randn(batch, channels, size, size, generator=torch.Generator().manual_seed(0)).to(dev)
             for name in operators:
@@ -124,7 +134,11 @@ def bench_operators(width: int = 96, resolution: int = 56, device: str = "cpu", 
                 flops = operator_flops(name, channels, size)
                 rows.append(OperatorRow(name, OPERATOR_LABELS[name], channels, size, batch, flops,
                                         timing.median_ms, flops * batch / (timing.median_ms / 1e3)))
-    return rows
+    protocol = Protocol(device=str(dev), device_name=device_name(dev), threads=used_threads, batch=batch,
+                        throughput_batch=batch, input_size=resolution, in_chans=width, dtype="float32",
+                        runtime="pytorch-eager", torch=torch.__version__, folded=False, rel_ci=policy.rel_ci,
+                        max_time_s=policy.max_time_s)
+    return rows, protocol
 
 
 def flops_ratio(rows: list[OperatorRow], numerator: str, denominator: str = "dwconv") -> dict[tuple[int, int], float]:

@@ -70,8 +70,11 @@ def format_summary(summary: dict[str, Any]) -> str:
                   f"memory access {human(summary['memory_access'])} elements"]
     if "latency_ms" in summary:
         p = summary["protocol"]
+        size = summary.get("measured_input_size", p["input_size"])
+        at = "" if size == summary["input_size"] else f" (FLOPs there {human(summary['measured_flops'])})"
         lines.append(
-            f"measured: latency {summary['latency_ms']:.3f} ms (batch 1), throughput {summary['throughput']:.1f} img/s "
+            f"measured at {size}x{size}{at}: latency {summary['latency_ms']:.3f} ms (batch 1), "
+            f"throughput {summary['throughput']:.1f} img/s "
             f"(batch {p['throughput_batch']}), {human(summary['flops_per_s'], 'FLOPS')} on {p['device_name']} "
             f"[{p['device']}, {p['threads']} thread(s), {p['runtime']}, torch {p['torch']}]"
         )

@@ -170,10 +170,11 @@ class ArchSpec:
                                              f"allowed: >= {1 / width:.4g}")
         if self.kernel_size % 2 == 0:
             raise SpecError("kernel_size", f"{self.kernel_size} is even; allowed: an odd integer (keeps the size)")
-        sizes = self.feature_sizes
-        if min(sizes) < 1:
-            raise SpecError("input_size", f"{self.input_size} shrinks to nothing before the last stage; "
-                                          f"allowed: >= {self.min_input_size()}")
+        if self.input_size < self.min_input_size():
+            smallest = self.min_input_size()
+            allowed = (f"allowed: >= {smallest}" if smallest <= FIELD_RULES["input_size"].high else
+                       "no input size works: allowed: fewer stages or smaller patch/merge sizes")
+            raise SpecError("input_size", f"{self.input_size} shrinks to nothing before the last stage; {allowed}")
 
     @property
     def num_stages(self) -> int:
@@ -214,10 +215,11 @@ class ArchSpec:
         return tuple(sizes)
 
     def min_input_size(self) -> int:
+        """The smallest input side that leaves every stage at least one pixel (inverting conv_out)."""
         size = 1
-        while min(self.feature_sizes_at(size)) < 1:
-            size += 1
-        return size
+        for _ in range(self.num_stages - 1):
+            size = (size - 1) * self.merge_stride + self.merge_size
+        return (size - 1) * self.patch_stride + self.patch_size
 
     def replace(self, **changes: Any) -> ArchSpec:
         data = self.to_dict()

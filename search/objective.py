@@ -8,15 +8,16 @@ and is never trained (its accuracy objective is 0.0 and its `proxy_acc` attribut
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import math
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
 import torch
-from filelock import FileLock
 
 from fasternet_space import count, dump_spec, named_label
 from fasternet_space.data import Dataset
@@ -29,8 +30,7 @@ from .space import SearchSpace
 
 CONSTRAINT = "latency_over_budget_ms"
 
-# Search timing: a stable median within +-3%, at most 4 s per candidate, and an early stop for
-# candidates that are clearly over budget (their latency is still a measured median).
+# Search timing: a stable median within +-3% of it, or at most 4 s per candidate.
 SEARCH_TIMING = TimingPolicy(warmup=3, min_repeats=7, max_time_s=4.0, rel_ci=0.03)
 
 
@@ -45,12 +45,22 @@ class ObjectiveConfig:
     timing: TimingPolicy = SEARCH_TIMING
 
 
-def device_lock(config: ObjectiveConfig):
-    """While timing, no other local worker may use the device (training may overlap)."""
+@contextlib.contextmanager
+def device_lock(config: ObjectiveConfig, exclusive: bool) -> Iterator[None]:
+    """A readers-writer lock per device, shared by the workers on this machine: timing takes it
+    exclusively (a latency measured while another worker trains is not a measurement); training takes
+    it shared, so trainings overlap with each other but never with a timing."""
     if config.lock_dir is None:
-        return contextlib.nullcontext()
+        yield
+        return
     config.lock_dir.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(config.lock_dir / f"device-{config.device.replace(':', '_')}.lock"))
+    path = config.lock_dir / f"device-{config.device.replace(':', '_')}.lock"
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def default_lock_dir() -> Path:
@@ -93,7 +103,7 @@ class Objective:
         trial.set_user_attr("params", cost.params)
         trial.set_user_attr("flops", cost.flops)
 
-        with device_lock(self.config):
+        with device_lock(self.config, exclusive=True):
             measurement = measure_spec(spec, device=self.config.device, threads=self.config.threads,
                                        policy=self.config.timing)
         latency = measurement.latency_ms
@@ -121,15 +131,16 @@ class Objective:
                 raise optuna.TrialPruned(f"epoch {epoch + 1}: top-1 {acc:.3f}")
 
         try:
-            train_proxy(spec, self.dataset, self.config.proxy, seed=self.config.seed, on_epoch=on_epoch,
-                        should_stop=self.stop.is_set)
+            with device_lock(self.config, exclusive=False):
+                final = train_proxy(spec, self.dataset, self.config.proxy, seed=self.config.seed, on_epoch=on_epoch,
+                            should_stop=self.stop.is_set)
         except ProxyDiverged as exc:
             trial.set_user_attr("fail_reason", f"proxy training diverged: {exc}")
             raise
         except (torch.OutOfMemoryError, MemoryError) as exc:
             trial.set_user_attr("fail_reason", f"out of memory while training: {(str(exc).splitlines() or [''])[0]}")
             raise
-        acc = curve[-1]
+        acc = final[-1]
         if not math.isfinite(acc):
             raise ProxyDiverged(f"held-out accuracy is {acc}")
         trial.set_user_attr("proxy_acc", acc)

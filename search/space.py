@@ -181,15 +181,6 @@ class SearchSpace:
         grid = self.grid()
         return None if grid is None else math.prod(len(v) for v in grid.values())
 
-    def describe(self) -> list[str]:
-        lines = []
-        for free in self.free_params:
-            if free.choices is not None:
-                lines.append(f"{free.param}: {list(free.choices)}")
-            else:
-                lines.append(f"{free.param}: {free.low:g}..{free.high:g}" + (f" step {free.step:g}" if free.step else ""))
-        return lines
-
     def sample_specs(self, count: int, seed: int = 0) -> list[ArchSpec]:
         """Random suggestions (for tests and previews), through an in-memory study."""
         study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 import time
@@ -11,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import RDBStorage
 from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from fasternet_space import NAMED_SPECS
-from fasternet_space.data import load_dataset
+from fasternet_space.data import Dataset, load_dataset
+from fasternet_space.spec import SpecError
 
 from .objective import Objective, ObjectiveConfig
 from .pruning import make_pruner
@@ -56,11 +58,20 @@ class SearchConfig:
     study_name: str | None = None
     data: str = "digits"
     named: bool = True
-    threads: int | None = None
     heartbeat_s: int = 10  # a running trial silent for 3x this long is failed and retried
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     max_train_samples: int | None = 5000
     max_test_samples: int | None = 2000
+    worker_index: int = 0  # workers sharing a study sample with different seeds
+
+    def setting(self) -> dict[str, Any]:
+        """What makes two trials' numbers comparable; a study resumes only with the same setting."""
+        proxy = self.objective.proxy
+        return {"budget_ms": self.budget_ms, "device": self.device, "data": self.data,
+                "threads": self.objective.threads, "proxy_epochs": proxy.epochs,
+                "proxy_resolution": proxy.resolution, "proxy_batch_size": proxy.batch_size, "proxy_lr": proxy.lr,
+                "max_train_samples": self.max_train_samples, "space": str(self.space_path),
+                "space_sha256": hashlib.sha256(Path(self.space_path).read_bytes()).hexdigest()}
 
     def resolved_study_name(self, space: SearchSpace) -> str:
         if self.study_name:
@@ -69,28 +80,50 @@ class SearchConfig:
         return f"{space.name}-{self.device.replace(':', '')}-{self.budget_ms:g}ms-{data}"
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a sqlite:///FILE URL (None for other URLs)."""
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+
+
 def make_storage(url: str, heartbeat_s: int = 10) -> RDBStorage:
     """An RDB storage with heartbeats, so that a trial left running by a killed worker is failed and retried."""
+    allowed = ("allowed: sqlite:///FILE.db, postgresql://USER:PASSWORD@HOST/DB (with the [postgres] extra), "
+               "mysql://...")
     if not re.match(r"^(sqlite|postgresql(\+\w+)?|mysql(\+\w+)?)://", url):
-        raise SearchError(f"--storage {url!r} is not a storage URL; allowed: sqlite:///FILE.db, "
-                          "postgresql://USER:PASSWORD@HOST/DB (with the [postgres] extra), mysql://...")
+        raise SearchError(f"--storage {url!r} is not a storage URL; {allowed}")
     engine_kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///"))
-        if path.parent and not path.parent.exists():
+    path = sqlite_path(url)
+    if url.startswith("sqlite") and (path is None or not path.name):
+        raise SearchError(f"--storage {url!r} is not a file (an in-memory study keeps nothing); {allowed}")
+    if path is not None:
+        if not path.parent.is_dir():
             raise SearchError(f"--storage {url}: directory {path.parent} does not exist")
         engine_kwargs = {"connect_args": {"timeout": 120}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
     try:
         return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s, grace_period=3 * heartbeat_s,
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
+                          heartbeat_stale_trial_callback=retry_stale_trial)
     except ImportError:
         raise SearchError(f"--storage {url}: its database driver is not installed; allowed: "
                           "pip install -e '.[postgres]' for PostgreSQL") from None
     except Exception as exc:  # SQLAlchemy raises many kinds for an unreachable or malformed database
         first = (str(exc).splitlines() or [""])[0][:200]
         raise SearchError(f"--storage {url}: cannot open ({exc.__class__.__name__}: {first})") from None
+
+
+def retry_stale_trial(study: optuna.Study, trial: FrozenTrial, max_retry: int = 3) -> None:
+    """Enqueues a fresh copy of a trial whose worker died: same parameters, nothing it measured.
+
+    Optuna's own retry callback copies every attribute, constraints included, and a constraint once
+    set cannot be set again: the retry would keep the dead attempt's latency verdict."""
+    history = [*trial.system_attrs.get("retry_history", []), trial.number]
+    if len(history) > max_retry:
+        return
+    keep = {k: trial.user_attrs[k] for k in ("named", "spec_name") if k in trial.user_attrs}
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions, user_attrs=keep,
+        system_attrs={"failed_trial": history[0], "retry_history": history}))
 
 
 def make_sampler(name: str, space: SearchSpace, seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
@@ -122,9 +155,12 @@ def open_study(config: SearchConfig, space: SearchSpace) -> tuple[optuna.Study, 
     so of several workers started at once exactly one creates it. A resumed study must have the same setting."""
     storage = make_storage(config.storage, config.heartbeat_s)
     name = config.resolved_study_name(space)
-    sampler = make_sampler(config.sampler, space, config.seed, config.n_trials)
-    setting = {"budget_ms": config.budget_ms, "device": config.device, "space": str(config.space_path),
-               "data": config.data}
+    # Workers, and a resumed run, must not replay the same random suggestions: offset the seed by the
+    # worker and by the trials already there (a single fresh run keeps exactly --seed).
+    existing = _trial_count(storage, name)
+    sampler = make_sampler(config.sampler, space, config.seed + 1000 * config.worker_index + existing,
+                           config.n_trials)
+    setting = config.setting()
     try:
         study = optuna.create_study(storage=storage, study_name=name, directions=DIRECTIONS, sampler=sampler)
         study.set_user_attr("setting", setting)
@@ -139,11 +175,23 @@ def open_study(config: SearchConfig, space: SearchSpace) -> tuple[optuna.Study, 
     if stored is None:  # created by another worker a moment ago, which is setting it now
         time.sleep(1.0)
         stored = study.user_attrs.get("setting") or setting
-    if {k: stored.get(k) for k in ("budget_ms", "device", "data")} != {k: setting[k] for k in ("budget_ms", "device", "data")}:
-        raise SearchError(f"study {name!r} in {config.storage} was made with budget {stored.get('budget_ms'):g} ms, "
-                          f"device {stored.get('device')}, data {stored.get('data')}; allowed: the same setting to "
-                          "resume it, or another --study-name")
+    differ = [k for k in setting if k != "space" and stored.get(k) != setting[k]]
+    if differ:
+        was = ", ".join(f"{k} {_show(stored.get(k))}" for k in differ)
+        raise SearchError(f"study {name!r} in {config.storage} was made with {was}; allowed: the same setting to "
+                          "resume it (numbers measured otherwise are not comparable), or another --study-name")
     return study, False
+
+
+def _show(value: Any) -> str:
+    return "another version of the file" if isinstance(value, str) and len(value) == 64 else str(value)
+
+
+def _trial_count(storage: RDBStorage, name: str) -> int:
+    try:
+        return len(optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False))
+    except KeyError:
+        return 0
 
 
 def enqueue_named(study: optuna.Study, space: SearchSpace) -> list[str]:
@@ -155,6 +203,23 @@ def enqueue_named(study: optuna.Study, space: SearchSpace) -> list[str]:
             study.enqueue_trial(params, user_attrs={"named": key.upper(), "spec_name": spec.name})
             enqueued.append(key.upper())
     return enqueued
+
+
+def check_space(space: SearchSpace, dataset: Dataset, samples: int = 32) -> None:
+    """Refuses, before any trial, a space that gives no valid network or a proxy resolution too small for it."""
+    specs, problems = [], []
+    for seed in range(samples):
+        try:
+            specs.append(space.sample_specs(1, seed=seed)[0])
+        except SpecError as exc:
+            problems.append(str(exc))
+    if not specs:
+        raise SearchError(f"{space.source or space.name}: no valid network in {samples} random suggestions "
+                          f"(e.g. {problems[0]}); allowed: a space whose points are valid specs")
+    smallest = min(spec.min_input_size() for spec in specs)
+    if dataset.resolution < smallest:
+        raise SearchError(f"--proxy-resolution {dataset.resolution} is too small for this space's patch and merge "
+                          f"layers; allowed: >= {smallest}")
 
 
 def count_finished(study: optuna.Study) -> int:
@@ -182,6 +247,7 @@ def run_search(config: SearchConfig, on_trial: Callable[[optuna.Study, FrozenTri
         raise SearchError(f"--n-trials {config.n_trials}: allowed: a positive integer")
     dataset = load_dataset(config.data, config.objective.proxy.resolution, seed=config.seed,
                            max_train=config.max_train_samples, max_test=config.max_test_samples)
+    check_space(space, dataset)
     study, created = open_study(config, space)
     enqueued = enqueue_named(study, space) if config.named and created else []
     if on_start is not None:
@@ -190,6 +256,7 @@ def run_search(config: SearchConfig, on_trial: Callable[[optuna.Study, FrozenTri
     start = time.perf_counter()
     outcome = SearchOutcome(study, enqueued=enqueued)
     remaining = config.n_trials - count_finished(study)
+
     def stop_when_asked(study: optuna.Study, trial: FrozenTrial) -> None:
         if stop.is_set():
             study.stop()

@@ -68,7 +68,8 @@ def test_operator_flops_are_exact(name):
 
 
 def test_operator_table_rows():
-    rows = bench_operators(width=16, resolution=16, policy=QUICK)
+    rows, protocol = bench_operators(width=16, resolution=16, policy=QUICK)
+    assert (protocol.device, protocol.threads, protocol.batch) == ("cpu", 1, 1)
     assert [(r.channels, r.size) for r in rows[:: len(OPERATORS)]] == [(16, 16), (32, 8), (64, 4), (128, 2)]
     assert len(rows) == 4 * len(OPERATORS)
     conv = next(r for r in rows if r.operator == "conv" and r.channels == 16)
@@ -126,6 +127,7 @@ def test_cli_bench_ops_and_models(tmp_path):
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert len(data["rows"]) == 20 and len(data["pconv_vs_dwconv_flops"]) == 4
+    assert data["protocol"]["threads"] == 1
     result = run_cli("bench", "models", _small_spec_file(tmp_path), "--format", "json")
     assert result.returncode == 0, result.stderr
     (row,) = json.loads(result.stdout)

@@ -108,13 +108,14 @@ def test_bad_input_is_one_line_exit_2(files, capsys, case):
         assert fragment in lines[0], (fragment, lines[0])
 
 
-def test_a_resume_with_another_setting_is_refused_and_loses_nothing(files, capsys):
+def test_a_resume_with_another_setting_is_refused_and_loses_nothing(files, capsys, monkeypatch):
+    monkeypatch.chdir(files["tmp"])  # the summary writes runs/STUDY/best.yaml
     base = search_args(files, "--study-name", "keep", "--proxy-epochs", "1", "--max-train-samples", "64",
                        "--latency-budget", "1s", "--quiet")
     assert cli.main(base) == 0
     capsys.readouterr()
     assert cli.main([*base[:-3], "--latency-budget", "5ms", "--quiet"]) == 2
-    assert "made with budget 1000 ms" in capsys.readouterr().err
+    assert "made with budget_ms 1000.0" in capsys.readouterr().err
     study = optuna.load_study(study_name="keep", storage=files["storage"])
     assert [t.state.name for t in study.trials] == ["COMPLETE"]
 
@@ -167,7 +168,7 @@ def _wait_for(predicate, timeout):
 def test_kill_9_then_rerun_keeps_every_trial_and_finishes(files):
     storage = files["storage"]
     command = _search_command(files["space"], storage, 5, "--heartbeat", "1")
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, cwd=files["tmp"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         assert _wait_for(lambda: _states(storage).count("COMPLETE") >= 2 and "RUNNING" in _states(storage), 240)
     finally:
@@ -178,7 +179,7 @@ def test_kill_9_then_rerun_keeps_every_trial_and_finishes(files):
     killed = [t.number for t in before if t.state.name == "RUNNING"]
     assert len(killed) == 1
     time.sleep(3.5)  # past the grace period (3 heartbeats) of the killed worker's last heartbeat
-    rerun = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run(command, cwd=files["tmp"], capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     after = optuna.load_study(study_name="crash", storage=storage).trials
     by_number = {t.number: t for t in after}
@@ -186,13 +187,16 @@ def test_kill_9_then_rerun_keeps_every_trial_and_finishes(files):
     assert by_number[killed[0]].state.name == "FAIL"
     retried = [t for t in after if t.system_attrs.get("failed_trial") == killed[0]]
     assert retried and retried[0].params == by_number[killed[0]].params
+    for trial in retried:  # a retry measures afresh: its constraint is its own latency, not the dead attempt's
+        if trial.state.name == "COMPLETE":
+            assert trial.constraints["latency_over_budget_ms"] == pytest.approx(trial.user_attrs["latency_ms"] - 1000)
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in after) == 5
 
 
 def test_ctrl_c_stops_cleanly_with_the_summary_so_far(files):
     storage = files["storage"]
     command = _search_command(files["space"], storage, 50)
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, cwd=files["tmp"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert _wait_for(lambda: _states(storage).count("COMPLETE") >= 1, 240)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=120)
@@ -203,11 +207,11 @@ def test_ctrl_c_stops_cleanly_with_the_summary_so_far(files):
     assert "RUNNING" not in _states(storage)
 
 
-def _run_workers(storage, space, count, n_trials, study="shared"):
+def _run_workers(storage, space, count, n_trials, cwd, study="shared"):
     command = [sys.executable, str(ROOT / "cli.py"), "search", "--space", space, "--storage", storage,
                "--study-name", study, "--n-trials", str(n_trials), "--latency-budget", "1s", "--proxy-epochs", "1",
                "--max-train-samples", "64", "--quiet"]
-    processes = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    processes = [subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for _ in range(count)]
     results = [p.communicate(timeout=600) for p in processes]
     return processes, results
@@ -227,14 +231,14 @@ def _check_shared_study(storage, study, n_trials, workers, processes, results):
 
 def test_three_processes_share_one_sqlite_study(files):
     storage = files["storage"]
-    processes, results = _run_workers(storage, files["space"], 3, 9)
+    processes, results = _run_workers(storage, files["space"], 3, 9, files["tmp"])
     _check_shared_study(storage, "shared", 9, 3, processes, results)
 
 
 def test_workers_flag_runs_several_processes(files):
     result = run_cli("search", "--space", files["space"], "--storage", files["storage"], "--study-name", "w",
                      "--n-trials", "4", "--latency-budget", "1s", "--proxy-epochs", "1", "--max-train-samples", "64",
-                     "--workers", "2")
+                     "--workers", "2", cwd=files["tmp"])
     assert result.returncode == 0, result.stderr
     trials = optuna.load_study(study_name="w", storage=files["storage"]).trials
     assert 4 <= sum(t.state.name == "COMPLETE" for t in trials) <= 5
@@ -245,36 +249,50 @@ def test_workers_flag_runs_several_processes(files):
 def test_two_workers_on_postgresql(files):
     url = os.environ["FASTERNET_TEST_POSTGRES_URL"]
     study = f"pg-{os.getpid()}-{int(time.time())}"
-    processes, results = _run_workers(url, files["space"], 2, 4, study=study)
+    processes, results = _run_workers(url, files["space"], 2, 4, files["tmp"], study=study)
     _check_shared_study(url, study, 4, 2, processes, results)
     optuna.delete_study(study_name=study, storage=url)
     assert_one_line_error(run_cli("search", "--space", files["space"], "--storage",
-                                  "postgresql://nobody@127.0.0.1:1/none", "--n-trials", "1"), "cannot open")
+                                  "postgresql://nobody@127.0.0.1:1/none", "--n-trials", "1", cwd=files["tmp"]),
+                          "cannot open")
 
 
-def test_timing_holds_the_device_lock(tmp_path, monkeypatch):
-    """While one worker times latency, another worker on the same machine and device cannot."""
-    from filelock import FileLock, Timeout
+def test_timing_excludes_training_and_trainings_overlap(tmp_path, monkeypatch):
+    """Device lock shared by the workers of one machine: timing alone, trainings together."""
+    import fcntl
 
-    from search.objective import ObjectiveConfig, device_lock
-
-    config = ObjectiveConfig(lock_dir=tmp_path)
-    seen = []
-
-    def fake_measure(*args, **kwargs):
-        other = FileLock(str(tmp_path / "device-cpu.lock"))
-        with pytest.raises(Timeout):
-            other.acquire(timeout=0.2)
-        seen.append(True)
-        raise RuntimeError("stop after the check")
-
-    monkeypatch.setattr(objective_module, "measure_spec", fake_measure)
-    from search.objective import Objective
+    from search.objective import Objective, ObjectiveConfig
     from search.space import SearchSpace
 
+    lock_file = tmp_path / "device-cpu.lock"
+    seen = []
+
+    def try_lock(mode):
+        with open(lock_file, "a") as other:  # another worker's handle on the same device
+            try:
+                fcntl.flock(other, mode | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            fcntl.flock(other, fcntl.LOCK_UN)
+            return True
+
+    real_measure = objective_module.measure_spec
+
+    def measuring(*args, **kwargs):
+        seen.append(("timing: another may train", try_lock(fcntl.LOCK_SH)))
+        return real_measure(*args, **kwargs)
+
+    def training(*args, **kwargs):
+        seen.append(("training: another may time", try_lock(fcntl.LOCK_EX)))
+        seen.append(("training: another may train", try_lock(fcntl.LOCK_SH)))
+        return [0.5]
+
+    monkeypatch.setattr(objective_module, "measure_spec", measuring)
+    monkeypatch.setattr(objective_module, "train_proxy", training)
+    config = ObjectiveConfig(lock_dir=tmp_path, budget_ms=1e6,
+                             timing=objective_module.TimingPolicy(warmup=1, min_repeats=3, max_time_s=0.5))
     objective = Objective(SearchSpace.from_dict(TINY_SPACE), dataset=None, config=config)
-    study = optuna.create_study(directions=["maximize", "minimize"])
-    study.optimize(objective, n_trials=1, catch=(RuntimeError,))
-    assert seen == [True]
-    with device_lock(config):  # released afterwards
-        pass
+    optuna.create_study(directions=["maximize", "minimize"]).optimize(objective, n_trials=1)
+    assert seen == [("timing: another may train", False), ("training: another may time", False),
+                    ("training: another may train", True)]
+    assert try_lock(fcntl.LOCK_EX)  # released afterwards

@@ -111,7 +111,7 @@ def test_grid_sampler_and_named_configs_outside_the_space(tmp_path):
     path.write_text(yaml.safe_dump(space))
     result = run_cli("search", "--space", str(path), "--sampler", "grid", "--latency-budget", "1s",
                      "--storage", f"sqlite:///{tmp_path / 'g.db'}", "--n-trials", "2", "--proxy-epochs", "1",
-                     "--max-train-samples", "64")
+                     "--max-train-samples", "64", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "named configs enqueued" not in result.stdout  # T0..L are not points of this space
 

@@ -29,7 +29,7 @@ from fasternet_space.report import human
 
 from .objective import CONSTRAINT
 from .results import best_feasible, feasible, pareto_numbers, trial_rows
-from .study import SearchError, make_storage
+from .study import SearchError, make_storage, sqlite_path
 
 FIGURE_FORMATS = (".html", ".png", ".svg", ".pdf")
 TABLE_FORMATS = (".csv", ".json")
@@ -51,8 +51,8 @@ SPEC_KEYS = ("embed_dim", "depths", "partial_ratio", "mlp_ratio", "act", "norm")
 
 def load_study(name: str, storage: str) -> optuna.Study:
     """Loads an existing study; a missing one is a one-line SearchError that lists the studies there."""
-    if storage.startswith("sqlite:///"):
-        path = Path(storage.removeprefix("sqlite:///"))
+    path = sqlite_path(storage)
+    if path is not None:
         if not path.is_file():  # opening it would create an empty database
             raise SearchError(f"--storage {storage}: file {path} does not exist; allowed: the sqlite:///FILE.db "
                               "a search wrote (python cli.py search ... --storage sqlite:///FILE.db)")

@@ -86,11 +86,12 @@ def test_fast_pconv_computes_the_same_as_plain_pconv():
     torch.testing.assert_close(torch.cat([part, untouched], 1), plain(x))
 
 
-def test_onnx_round_trip(tmp_path):
+@pytest.mark.parametrize("norm", ["bn", "ln"])
+def test_onnx_round_trip(tmp_path, norm):
     pytest.importorskip("onnxruntime")
     from fasternet_space.export import export_onnx, onnx_session
 
-    spec = SMALL
+    spec = SMALL.replace(norm=norm)
     model = for_inference(build_model(spec).eval())
     path = export_onnx(model, tmp_path / "m.onnx", input_size=64)
     params = count(spec).params

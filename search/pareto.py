@@ -223,6 +223,12 @@ class _Axis:
             return (math.log10(value) - math.log10(self.lo)) / (math.log10(self.hi) - math.log10(self.lo))
         return (value - self.lo) / (self.hi - self.lo)
 
+    def at(self, frac: float) -> float:
+        """The value at a fraction along the axis (the inverse of `frac`)."""
+        if self.log:
+            return 10 ** (math.log10(self.lo) + frac * (math.log10(self.hi) - math.log10(self.lo)))
+        return self.lo + frac * (self.hi - self.lo)
+
     def coord(self, value: float) -> float:
         """An annotation's coordinate: log axes take log10 of the value."""
         return math.log10(value) if self.log else value
@@ -499,11 +505,14 @@ def _add_flops_line(fig: go.Figure, gflops: float, xaxis: _Axis, yaxis: _Axis, l
                                                                                      width=1),
         name="equal achieved FLOPS (FLOPs = FLOPS × latency)", legendgroup="iso", showlegend=legend,
         hoverinfo="skip"), row=1, col=2)
-    x_end, y_end = visible[-1]
-    exits_top = yaxis.frac(y_end) > 0.97
-    fig.add_annotation(x=xaxis.coord(x_end), y=yaxis.coord(y_end), xref="x2", yref="y2", text=_level_text(gflops),
-                       showarrow=False, font=dict(size=11, color="#666"), xanchor="right",
-                       yanchor="top" if exits_top else "bottom", xshift=-6 if exits_top else 0)
+    # Labelled at a common x inside the panel, where parallel lines are a factor 2 apart (no overlaps),
+    # or where the line leaves through the top if that comes first.
+    x_label = min(visible[-1][0], xaxis.at(0.8))
+    y_label = gflops * x_label / 1e3
+    exits_top = yaxis.frac(y_label) > 0.97
+    fig.add_annotation(x=xaxis.coord(x_label), y=yaxis.coord(y_label), xref="x2", yref="y2",
+                       text=_level_text(gflops), showarrow=False, font=dict(size=11, color="#666"), xanchor="right",
+                       yanchor="top" if exits_top else "bottom", xshift=-6)
     return True
 
 

@@ -258,8 +258,11 @@ def measure_spec(spec, *, fold: bool = True, **kwargs: Any) -> Measurement:
     from .model import build_model
 
     model = build_model(spec).eval()
-    if fold:  # built for the target device, so that its forward mode is the one that device runs
-        model = for_inference(model, device=resolve_device(kwargs.get("device", "cpu")))
+    if fold:  # for the target device and thread count, so that its forward mode is the one measured fastest there
+        dev = resolve_device(kwargs.get("device", "cpu"))
+        threads = kwargs.get("threads") or (1 if dev.type == "cpu" else None)
+        with cpu_threads(threads):
+            model = for_inference(model, device=dev)
     kwargs.setdefault("input_size", spec.input_size)
     kwargs.setdefault("in_chans", spec.in_chans)
     flops = count(spec.replace(input_size=kwargs["input_size"])).flops

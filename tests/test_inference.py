@@ -190,3 +190,12 @@ def test_trace_and_onnx_export_capture_the_portable_forward():
     with torch.no_grad():
         ref = model(x3)
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
+
+
+def test_default_cpu_mode_is_the_one_measured_fastest():
+    from fasternet_space.inference import MODES, fastest_cpu_mode
+
+    choice = fastest_cpu_mode(torch.get_num_threads())
+    assert choice in MODES
+    fast = for_inference(build_model(NAMED_SPECS["t0"].replace(input_size=64)).eval())
+    assert fast.mode == choice

@@ -221,15 +221,16 @@ def bench_models(specs, device, threads, batch_size, input_size, fmt) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--space", "space_path", default=str(DEFAULT_SPACE), show_default="spaces/fasternet.yaml")
 @click.option("--data", default="digits", show_default=True, help="digits, cifar10:DIR or imagefolder:DIR.")
-@click.option("--proxy-epochs", type=int, default=3, show_default=True, callback=positive("--proxy-epochs"))
+@click.option("--proxy-epochs", type=int, default=5, show_default=True, callback=positive("--proxy-epochs"))
 @click.option("--proxy-resolution", type=int, default=32, show_default=True, callback=positive("--proxy-resolution"))
 @click.option("--proxy-batch-size", type=click.IntRange(min=2), default=64, show_default=True,
               help="At least 2 (BatchNorm needs more than one sample).")
-@click.option("--proxy-lr", type=float, default=3e-3, show_default=True)
+@click.option("--proxy-lr", type=float, default=1e-3, show_default=True)
 @click.option("--max-train-samples", type=int, default=5000, show_default=True, callback=positive("--max-train-samples"),
               help="Subsample the training split to this many images (the proxy budget).")
 @click.option("--sampler", type=click.Choice(SAMPLERS), default="tpe", show_default=True)
-@click.option("--pruner", type=click.Choice(PRUNERS), default="median", show_default=True)
+@click.option("--pruner", type=click.Choice(PRUNERS), default="percentile", show_default=True,
+              help="percentile: stop a candidate below the 25th percentile of earlier ones at the same epoch; median: below their median; none.")
 @click.option("--storage", default=None, help="Optuna storage URL [default: sqlite:///fasternet_studies.db].")
 @click.option("--study-name", help="[default: SPACE-DEVICE-BUDGET-DATA]")
 @click.option("--named/--no-named", default=True, show_default=True, help="Enqueue T0..L first where they fit the space.")

@@ -21,10 +21,10 @@ class ProxyDiverged(RuntimeError):
 
 @dataclass(frozen=True)
 class ProxyConfig:
-    epochs: int = 3
+    epochs: int = 5
     resolution: int = 32
     batch_size: int = 64
-    lr: float = 3e-3
+    lr: float = 1e-3
     weight_decay: float = 0.05
     threads: int | None = None  # None: torch's default (all cores)
 

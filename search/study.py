@@ -53,7 +53,7 @@ class SearchConfig:
     timeout_s: float | None = None
     seed: int = 0
     sampler: str = "tpe"
-    pruner: str = "median"
+    pruner: str = "percentile"
     storage: str = DEFAULT_STORAGE
     study_name: str | None = None
     data: str = "digits"
@@ -101,15 +101,22 @@ def make_storage(url: str, heartbeat_s: int = 10) -> RDBStorage:
         engine_kwargs = {"connect_args": {"timeout": 120}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
-    try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s, grace_period=3 * heartbeat_s,
-                          heartbeat_stale_trial_callback=retry_stale_trial)
-    except ImportError:
-        raise SearchError(f"--storage {url}: its database driver is not installed; allowed: "
-                          "pip install -e '.[postgres]' for PostgreSQL") from None
-    except Exception as exc:  # SQLAlchemy raises many kinds for an unreachable or malformed database
-        first = (str(exc).splitlines() or [""])[0][:200]
-        raise SearchError(f"--storage {url}: cannot open ({exc.__class__.__name__}: {first})") from None
+    for attempt in range(5):
+        try:
+            return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
+                              grace_period=3 * heartbeat_s, heartbeat_stale_trial_callback=retry_stale_trial)
+        except ImportError:
+            raise SearchError(f"--storage {url}: its database driver is not installed; allowed: "
+                              "pip install -e '.[postgres]' for PostgreSQL") from None
+        except Exception as exc:  # SQLAlchemy raises many kinds for an unreachable or malformed database
+            # Workers opening a new database at once race to create its tables: the losers retry.
+            racing = any(s in str(exc) for s in ("UNIQUE constraint failed", "database is locked", "duplicate key value"))
+            if racing and attempt < 4:
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            first = (str(exc).splitlines() or [""])[0][:200]
+            raise SearchError(f"--storage {url}: cannot open ({exc.__class__.__name__}: {first})") from None
+    raise AssertionError("unreachable")
 
 
 def retry_stale_trial(study: optuna.Study, trial: FrozenTrial, max_retry: int = 3) -> None:

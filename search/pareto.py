@@ -337,9 +337,14 @@ def figure(study: optuna.Study, budget_ms: float | None = None) -> go.Figure:
     device_name, protocol = _protocol_line(study)
 
     xaxis = _axis([p.latency for p in points] + ([budget_ms] if budget_ms else []))
+    # The accuracy axis spans the trained and pruned trials (short proxies crowd near the top, where the
+    # differences are); the over-budget trials, which have no accuracy, sit in a strip along the bottom.
     accs = [p.acc for p in trained + pruned if p.acc is not None]
-    top = min(max(accs) * 1.12 + 3, 105.0) if accs else 100.0
-    yacc = _Axis(False, -0.1 * top, top)
+    lo, hi = (min(accs), max(accs)) if accs else (0.0, 100.0)
+    span = max(hi - lo, 2.0)
+    floor, top = max(lo - 0.15 * span, 0.0), hi + 0.25 * span
+    over_y = floor - 0.08 * (top - floor)
+    yacc = _Axis(False, floor - 0.14 * (top - floor), top)
     xflops = xaxis.widened(right=0.12)  # room for the equal-FLOPS labels
     yflops = _axis([p.gmacs for p in points if p.gmacs], pad=0.1).widened(top=0.04)
     gflops = [p.gflops_per_s for p in points if p.gflops_per_s is not None]
@@ -376,10 +381,10 @@ def figure(study: optuna.Study, budget_ms: float | None = None) -> go.Figure:
                           row=1, col=col, exclude_empty_subplots=False)
         middle = math.sqrt(budget_ms * xaxis.hi) if xaxis.log else (budget_ms + xaxis.hi) / 2
         fig.add_annotation(x=xaxis.coord(middle), y=0.45, xref="x", yref="y domain", showarrow=False,
-                           text="over budget: measured, not trained<br>(shown at top-1 0)",
+                           text="over budget: measured, not trained<br>(shown along the bottom)",
                            font=dict(size=12, color="#777"))
     if over:
-        scatter(over, [0.0] * len(over), "over budget (not trained)", 1, "over", True,
+        scatter(over, [over_y] * len(over), "over budget (not trained)", 1, "over", True,
                 dict(symbol="x-thin", size=11, line=dict(width=2, color=GREY), color=GREY))
     if pruned:
         scatter(pruned, [p.acc for p in pruned], "pruned (top-1 at its last epoch)", 1, "pruned", True,
@@ -403,7 +408,7 @@ def figure(study: optuna.Study, budget_ms: float | None = None) -> go.Figure:
             marker=dict(symbol="circle-open", size=19, color=FRONT_COLOR, line=dict(width=2.5)),
             customdata=[p.number for p in front], hovertext=[_hover(p) for p in front],
             hovertemplate="%{hovertext}<extra></extra>"), row=1, col=1)
-    named_left = [(p, p.acc if p.acc is not None else 0.0) for p in points
+    named_left = [(p, p.acc if p.acc is not None else over_y) for p in points
                   if p.named and p.kind in ("trained", "over", "pruned")]
     _add_labels(fig, named_left, 1, xaxis, yacc)
 
@@ -447,7 +452,9 @@ def figure(study: optuna.Study, budget_ms: float | None = None) -> go.Figure:
     for col, axis in ((1, xaxis), (2, xflops)):
         fig.update_xaxes(title_text=lat_title, type="log" if axis.log else "linear", range=axis.range,
                          **axis.ticks(), row=1, col=col)
-    fig.update_yaxes(title_text="proxy top-1 accuracy (%)", range=yacc.range, zeroline=True, row=1, col=1)
+    fig.update_yaxes(title_text="proxy top-1 accuracy (%)", range=yacc.range, zeroline=False, row=1, col=1)
+    if over:  # separates the strip of untrained trials from the accuracy scale
+        fig.add_hline(y=floor - 0.04 * (top - floor), line=dict(color="#bbb", width=1), row=1, col=1)
     fig.update_yaxes(title_text="FLOPs (G multiply-adds" + (", log scale)" if yflops.log else ")"),
                      type="log" if yflops.log else "linear", range=yflops.range, **yflops.ticks(), row=1, col=2)
     cmin, cmax = (min(gflops), max(gflops)) if gflops else (0.0, 1.0)

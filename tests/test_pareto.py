@@ -141,7 +141,9 @@ def test_figure_draws_every_measured_trial(study):
     front_trace = next(tr for tr in fig.data if tr.name == "Pareto front" and tr.customdata is not None)
     assert {int(n) for n in front_trace.customdata} == front
     over = next(tr for tr in fig.data if tr.name == "over budget (not trained)")
-    assert {int(n) for n in over.customdata} == {3, 4} and set(over.y) == {0.0}
+    assert {int(n) for n in over.customdata} == {3, 4} and len(set(over.y)) == 1
+    trained_y = [y for tr in fig.data if tr.name and tr.name.startswith("trained") and tr.xaxis == "x" for y in tr.y]
+    assert max(over.y) < min(trained_y)  # a strip below every trained trial
     hover = " ".join(" ".join(tr.hovertext) for tr in fig.data if tr.hovertext is not None)
     assert "trial #0 · T0" in hover and "embed_dim 40" in hover and "partial_ratio" in hover
 
@@ -152,7 +154,7 @@ def test_figure_labels_budget_title_and_axes(study):
     assert "<b>T0</b>" in texts and "<b>T1</b>" in texts
     assert "budget 20 ms" in texts
     assert any("GFLOPS" in t for t in texts)  # the equal-FLOPS lines are labelled
-    budget_lines = [s for s in fig.layout.shapes if s.type == "line"]
+    budget_lines = [s for s in fig.layout.shapes if s.type == "line" and s.x0 == s.x1]  # vertical
     assert budget_lines and all(s.x0 == BUDGET for s in budget_lines)
     assert "toy" in fig.layout.title.text and "Toy CPU" in fig.layout.title.text and "20 ms" in fig.layout.title.text
     assert "1 thread" in fig.layout.title.subtitle.text and "torch 2.13.0+cpu" in fig.layout.title.subtitle.text
@@ -160,7 +162,7 @@ def test_figure_labels_budget_title_and_axes(study):
     assert "(%)" in fig.layout.yaxis.title.text and "G multiply-adds" in fig.layout.yaxis2.title.text
     assert fig.layout.coloraxis.colorbar.title.text.replace("<br>", " ") == "achieved GFLOPS"
     wider = figure(study, budget_ms=30.0)
-    assert {s.x0 for s in wider.layout.shapes if s.type == "line"} == {30.0}
+    assert {s.x0 for s in wider.layout.shapes if s.type == "line" and s.x0 == s.x1} == {30.0}
 
 
 def test_html_is_self_contained_and_labelled(study, tmp_path):

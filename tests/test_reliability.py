@@ -146,7 +146,7 @@ def test_failing_trials_are_marked_failed_with_their_reason_and_the_study_goes_o
 def _search_command(space, storage, n_trials, *extra):
     return [sys.executable, str(ROOT / "cli.py"), "search", "--space", space, "--storage", storage,
             "--study-name", "crash", "--n-trials", str(n_trials), "--latency-budget", "1s",
-            "--proxy-epochs", "3", "--max-train-samples", "400", "--pruner", "none", *extra]
+            "--proxy-epochs", "4", "--max-train-samples", "1000", "--pruner", "none", *extra]
 
 
 def _states(storage, name="crash"):
@@ -167,10 +167,13 @@ def _wait_for(predicate, timeout):
 
 def test_kill_9_then_rerun_keeps_every_trial_and_finishes(files):
     storage = files["storage"]
-    command = _search_command(files["space"], storage, 5, "--heartbeat", "1")
+    command = _search_command(files["space"], storage, 6, "--heartbeat", "1")
     process = subprocess.Popen(command, cwd=files["tmp"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        assert _wait_for(lambda: _states(storage).count("COMPLETE") >= 2 and "RUNNING" in _states(storage), 240)
+        # Trials take seconds each (4 epochs on 1000 images), so one is running when two have completed.
+        caught = _wait_for(lambda: process.poll() is not None or (
+            _states(storage).count("COMPLETE") >= 2 and "RUNNING" in _states(storage)), 240)
+        assert caught and process.poll() is None, "the search ended before it could be killed mid-trial"
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -190,7 +193,7 @@ def test_kill_9_then_rerun_keeps_every_trial_and_finishes(files):
     for trial in retried:  # a retry measures afresh: its constraint is its own latency, not the dead attempt's
         if trial.state.name == "COMPLETE":
             assert trial.constraints["latency_over_budget_ms"] == pytest.approx(trial.user_attrs["latency_ms"] - 1000)
-    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in after) == 5
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in after) == 6
 
 
 def test_ctrl_c_stops_cleanly_with_the_summary_so_far(files):

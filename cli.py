@@ -77,18 +77,21 @@ def build(spec_path, fmt, weights, out, measure, device, threads, batch_size, in
     """Build one network from a spec and print its exact cost per stage (and, with --measure, its speed)."""
     from fasternet_space import build_model, count, for_inference, load_spec
     from fasternet_space.checkpoint import load_checkpoint
+    from fasternet_space.export import check_onnx_path
     from fasternet_space.measure import measure_model, resolve_device
     from fasternet_space.report import format_summary, spec_summary
 
     spec = load_spec(spec_path)
     if out is not None and not out.endswith(".pt"):
         fail(f"--out {out}: allowed: a path ending in .pt")
-    if export_path is not None and not export_path.endswith(".onnx"):
-        fail(f"--export {export_path}: allowed: a path ending in .onnx")
+    if export_path is not None:
+        try:
+            check_onnx_path(export_path)
+        except ExportError as exc:
+            fail(f"--export {exc}")
     if runtime == "onnxruntime" and not export_path:
         fail("--runtime onnxruntime: needs --export FILE.onnx to have a file to run")
-    if measure:
-        resolve_device(device)
+    target = resolve_device(device) if measure else None
     try:
         measured_spec = spec.replace(input_size=input_size) if input_size else spec
     except SpecError as exc:
@@ -103,8 +106,7 @@ def build(spec_path, fmt, weights, out, measure, device, threads, batch_size, in
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         torch.save({"spec": spec.to_dict(), "state_dict": model.state_dict()}, out)
         summary["saved"] = out
-    fast = for_inference(model.eval(), device=resolve_device(device) if measure else None) if (
-        measure or export_path) else None
+    fast = for_inference(model.eval(), device=target) if (measure or export_path) else None
     if export_path:
         from fasternet_space.export import export_onnx
 

@@ -8,7 +8,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .measure import Measurement, Protocol, TimingPolicy, device_name, resolve_device, time_callable
+from .measure import (
+    Measurement,
+    Protocol,
+    TimingPolicy,
+    device_name,
+    resolve_device,
+    time_latency_and_throughput,
+)
 
 
 class ExportError(ValueError):
@@ -23,12 +30,17 @@ def _require(module: str, extra: str):
                           f"pip install -e '.[{extra}]'") from None
 
 
-def export_onnx(model: nn.Module, path: str | Path, *, input_size: int, in_chans: int = 3, opset: int = 17) -> Path:
-    """Writes the model (batch dimension dynamic) to an ONNX file and returns its path."""
-    _require("onnx", "onnx")
+def check_onnx_path(path: str | Path) -> Path:
     path = Path(path)
     if path.suffix != ".onnx":
         raise ExportError(f"{path}: allowed: a path ending in .onnx")
+    return path
+
+
+def export_onnx(model: nn.Module, path: str | Path, *, input_size: int, in_chans: int = 3, opset: int = 17) -> Path:
+    """Writes the model (batch dimension dynamic) to an ONNX file and returns its path."""
+    _require("onnx", "onnx")
+    path = check_onnx_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(1, in_chans, input_size, input_size, device=next(model.parameters()).device)
     with warnings.catch_warnings(), torch.no_grad():
@@ -64,14 +76,13 @@ def measure_onnx(path: str | Path, flops: int, *, input_size: int, in_chans: int
     throughput_batch = throughput_batch or (1 if dev.type == "cpu" else 32)
     session = onnx_session(path, device, threads)
     rng = np.random.default_rng(0)
-    x1 = rng.standard_normal((1, in_chans, input_size, input_size), dtype=np.float32)
+
+    def run_batch(batch: int):
+        x = rng.standard_normal((batch, in_chans, input_size, input_size), dtype=np.float32)
+        return lambda: session.run(None, {"input": x})
+
     # onnxruntime synchronises before returning outputs, so host timing is exact here.
-    cpu = torch.device("cpu")
-    latency = time_callable(lambda: session.run(None, {"input": x1}), cpu, policy)
-    throughput = 1e3 / latency.median_ms
-    if throughput_batch != 1:
-        xb = rng.standard_normal((throughput_batch, in_chans, input_size, input_size), dtype=np.float32)
-        throughput = throughput_batch * 1e3 / time_callable(lambda: session.run(None, {"input": xb}), cpu, policy).median_ms
+    latency, throughput = time_latency_and_throughput(run_batch, torch.device("cpu"), policy, throughput_batch)
     import onnxruntime
 
     protocol = Protocol(
@@ -79,5 +90,4 @@ def measure_onnx(path: str | Path, flops: int, *, input_size: int, in_chans: int
         input_size=input_size, in_chans=in_chans, dtype="float32", runtime=f"onnxruntime {onnxruntime.__version__}",
         torch=torch.__version__, folded=True, rel_ci=policy.rel_ci, max_time_s=policy.max_time_s,
     )
-    return Measurement(latency.median_ms, (latency.ci_low_ms, latency.ci_high_ms), latency.repeats, latency.stable,
-                       throughput, flops / (latency.median_ms / 1e3), protocol)
+    return Measurement.from_timing(latency, throughput, flops, protocol)

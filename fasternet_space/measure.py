@@ -77,6 +77,12 @@ class Measurement:
     protocol: Protocol
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_timing(cls, latency: Timing, throughput: float, flops: int, protocol: Protocol) -> Measurement:
+        return cls(latency_ms=latency.median_ms, latency_ci_ms=(latency.ci_low_ms, latency.ci_high_ms),
+                   repeats=latency.repeats, stable=latency.stable, throughput=throughput,
+                   flops_per_s=flops / (latency.median_ms / 1e3), protocol=protocol)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["latency_ci_ms"] = list(self.latency_ci_ms)
@@ -223,26 +229,31 @@ def measure_model(
         throughput_batch = 1 if dev.type == "cpu" else 32
     model = model.to(device=dev, dtype=dtype).eval()
     generator = torch.Generator().manual_seed(seed)
+
+    def run_batch(batch: int) -> Callable[[], Any]:
+        x = torch.randn(batch, in_chans, input_size, input_size, generator=generator).to(dev, dtype)
+        return lambda: model(x)
+
     with cpu_threads(threads) as used_threads, cudnn_benchmark(True), torch.inference_mode():
-        x1 = torch.randn(1, in_chans, input_size, input_size, generator=generator).to(dev, dtype)
-        latency = time_callable(lambda: model(x1), dev, policy)
-        if throughput_batch == 1:
-            throughput = 1e3 / latency.median_ms
-        else:
-            xb = torch.randn(throughput_batch, in_chans, input_size, input_size, generator=generator).to(dev, dtype)
-            batch_timing = time_callable(lambda: model(xb), dev, policy)
-            throughput = throughput_batch * 1e3 / batch_timing.median_ms
+        latency, throughput = time_latency_and_throughput(run_batch, dev, policy, throughput_batch)
     protocol = Protocol(
         device=str(dev), device_name=device_name(dev), threads=used_threads, batch=1,
         throughput_batch=throughput_batch, input_size=input_size, in_chans=in_chans,
         dtype=str(dtype).removeprefix("torch."), runtime=_runtime(model), torch=torch.__version__,
         folded=folded, rel_ci=policy.rel_ci, max_time_s=policy.max_time_s,
     )
-    return Measurement(
-        latency_ms=latency.median_ms, latency_ci_ms=(latency.ci_low_ms, latency.ci_high_ms),
-        repeats=latency.repeats, stable=latency.stable, throughput=throughput,
-        flops_per_s=flops / (latency.median_ms / 1e3), protocol=protocol,
-    )
+    return Measurement.from_timing(latency, throughput, flops, protocol)
+
+
+def time_latency_and_throughput(run_batch: Callable[[int], Callable[[], Any]], device: torch.device,
+                                policy: TimingPolicy, throughput_batch: int) -> tuple[Timing, float]:
+    """Latency at batch 1 and images/s at the throughput batch (derived from the latency when that is 1).
+    `run_batch(b)` prepares an input of batch b and returns the call to time."""
+    latency = time_callable(run_batch(1), device, policy)
+    if throughput_batch == 1:
+        return latency, 1e3 / latency.median_ms
+    batch_timing = time_callable(run_batch(throughput_batch), device, policy)
+    return latency, throughput_batch * 1e3 / batch_timing.median_ms
 
 
 def _runtime(model: nn.Module) -> str:

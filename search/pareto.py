@@ -49,21 +49,6 @@ SPEC_KEYS = ("embed_dim", "depths", "partial_ratio", "mlp_ratio", "act", "norm")
 # --------------------------------------------------------------------------------------------- study
 
 
-def load_study(name: str, storage: str) -> optuna.Study:
-    """Loads an existing study; a missing one is a one-line SearchError that lists the studies there."""
-    path = sqlite_path(storage)
-    if path is not None:
-        if not path.is_file():  # opening it would create an empty database
-            raise SearchError(f"--storage {storage}: file {path} does not exist; allowed: the sqlite:///FILE.db "
-                              "a search wrote (python cli.py search ... --storage sqlite:///FILE.db)")
-    rdb = make_storage(storage)
-    names = sorted(optuna.get_all_study_names(storage=rdb))
-    if name not in names:
-        allowed = ", ".join(repr(n) for n in names) if names else "none, the storage holds no study"
-        raise SearchError(f"study {name!r} is not in {storage}; allowed: {allowed}")
-    return optuna.load_study(study_name=name, storage=rdb)
-
-
 def study_budget(study: optuna.Study) -> float | None:
     """The latency budget the study was searched with (its `setting` attribute), if any."""
     setting = study.user_attrs.get("setting") or {}

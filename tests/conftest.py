@@ -9,6 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fasternet_space import ArchSpec  # noqa: E402
+from fasternet_space.measure import TimingPolicy  # noqa: E402
 from fasternet_space.spec import ACTIVATIONS  # noqa: E402
 
 
@@ -55,3 +56,14 @@ def randomize_batchnorm(model: torch.nn.Module, seed: int = 0) -> None:
             m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
             m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
             m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+
+
+#: Timing for tests: a few repeats, a loose interval, a short cap (tests check behaviour, not speed).
+QUICK_TIMING = TimingPolicy(warmup=1, min_repeats=3, max_time_s=0.5, rel_ci=0.1)
+
+#: A space of tiny networks (trained in a second on 64 images), with categorical and integer fields.
+TINY_SPACE = {
+    "name": "tiny", "embed_dim": {"choices": [8, 12, 16]}, "depths": [1, {"low": 0, "high": 1}, 1, 1],
+    "partial_ratio": {"choices": [0.25, 0.5]}, "mlp_ratio": 2.0, "act": {"choices": ["relu", "gelu"]},
+    "norm": {"choices": ["bn", "ln"]}, "feature_dim": 32, "input_size": 64, "num_classes": 10,
+}

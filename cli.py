@@ -10,20 +10,26 @@ from pathlib import Path
 
 import click
 
+import spaces
 from fasternet_space.checkpoint import CheckpointError
-from fasternet_space.data import DataError
-from fasternet_space.export import ExportError
-from fasternet_space.measure import DeviceError
+from fasternet_space.errors import InputError
 from fasternet_space.spec import SpecError
+from search import DEFAULT_STORAGE, SAMPLERS
 from search.pruning import PRUNERS
-from search.study import SAMPLERS, SearchError
-
-ROOT = Path(__file__).resolve().parent
-DEFAULT_SPACE = ROOT / "spaces" / "fasternet.yaml"
 
 #: Errors that mean "the user asked for something that is not allowed": one line, exit 2.
-USER_ERRORS: tuple[type[Exception], ...] = (SpecError, CheckpointError, DeviceError, ExportError, DataError,
-                                             SearchError)
+USER_ERRORS: tuple[type[Exception], ...] = (SpecError, CheckpointError, InputError)
+
+#: Library parameter names whose flag is not simply --the-same-name.
+FLAGS = {"budget": "--latency-budget", "budget_ms": "--latency-budget", "timeout_s": "--timeout",
+         "heartbeat_s": "--heartbeat", "out": "--out"}
+
+
+def flag_for(parameter: str | None) -> str | None:
+    """The command-line flag that sets a library parameter (library errors name parameters)."""
+    if parameter is None:
+        return None
+    return FLAGS.get(parameter, "--" + parameter.replace("_", "-"))
 
 
 class UserError(click.ClickException):
@@ -64,7 +70,9 @@ def measure_options(func):
 
 
 @cli.command()
-@click.option("--spec", "spec_path", required=True, help="A spec YAML file (every field fixed), e.g. spaces/fasternet_l.yaml.")
+@click.option("--spec", "spec_path", required=True,
+              help="A spec YAML file (every field fixed), or a named config: t0, t1, t2, s, m, l or "
+                   "fasternet_t0 .. fasternet_l (any case). A path that exists is read as a file.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--weights", type=click.Path(dir_okay=False), help="Load an official- or timm-format checkpoint (strict).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Save the built model (spec + state dict) to a .pt file.")
@@ -76,19 +84,22 @@ def measure_options(func):
 def build(spec_path, fmt, weights, out, measure, device, threads, batch_size, input_size, export_path, runtime) -> None:
     """Build one network from a spec and print its exact cost per stage (and, with --measure, its speed)."""
     from fasternet_space import build_model, count, for_inference, load_spec
-    from fasternet_space.checkpoint import load_checkpoint
-    from fasternet_space.export import check_onnx_path
+    from fasternet_space.checkpoint import check_model_path, load_checkpoint, save_model
+    from fasternet_space.export import ExportError, check_onnx_path
     from fasternet_space.measure import measure_model, resolve_device
     from fasternet_space.report import format_summary, spec_summary
 
     spec = load_spec(spec_path)
-    if out is not None and not out.endswith(".pt"):
-        fail(f"--out {out}: allowed: a path ending in .pt")
+    if out is not None:
+        try:
+            check_model_path(out)
+        except CheckpointError:
+            fail(f"--out {out}: allowed: a path ending in .pt")
     if export_path is not None:
         try:
             check_onnx_path(export_path)
         except ExportError as exc:
-            fail(f"--export {exc}")
+            fail(exc.message("--export"))
     if runtime == "onnxruntime" and not export_path:
         fail("--runtime onnxruntime: needs --export FILE.onnx to have a file to run")
     target = resolve_device(device) if measure else None
@@ -101,11 +112,7 @@ def build(spec_path, fmt, weights, out, measure, device, threads, batch_size, in
     if weights:
         summary["weights"] = {"path": weights, "format": load_checkpoint(model, weights)}
     if out:
-        import torch
-
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"spec": spec.to_dict(), "state_dict": model.state_dict()}, out)
-        summary["saved"] = out
+        summary["saved"] = str(save_model(model, out))
     fast = for_inference(model.eval(), device=target) if (measure or export_path) else None
     if export_path:
         from fasternet_space.export import export_onnx
@@ -177,8 +184,7 @@ def bench_ops(width, resolution, device, threads, batch_size, fmt) -> None:
          f"{sum(ratios[op].values()) / len(ratios[op]):.1f}x"]
         for op, label in (("pconv", "PConv (split+cat)"), ("pconv_fast", "PConv (fast)"))
     ]))
-    click.echo(f"\nprotocol: {protocol.device_name} [{protocol.device}], {protocol.threads} thread(s), batch "
-               f"{protocol.batch}, fp32, {protocol.runtime}, torch {protocol.torch}; 10 stacked 3x3 layers, "
+    click.echo(f"\nprotocol: {protocol.describe()}; 10 stacked 3x3 layers, "
                f"FLOPs = multiply-adds, FLOPS = FLOPs x batch / median latency")
 
 
@@ -189,7 +195,7 @@ def bench_ops(width, resolution, device, threads, batch_size, fmt) -> None:
 def bench_models(specs, device, threads, batch_size, input_size, fmt) -> None:
     """The named configs T0..L (or the given spec files) side by side: params, FLOPs, latency, FLOPS."""
     from fasternet_space import NAMED_SPECS, count, load_spec, named_label
-    from fasternet_space.measure import measure_spec, resolve_device
+    from fasternet_space.measure import Protocol, measure_spec, resolve_device
     from fasternet_space.report import format_table, human
 
     resolve_device(device)
@@ -208,10 +214,7 @@ def bench_models(specs, device, threads, batch_size, input_size, fmt) -> None:
     click.echo(format_table(["model", "params", "FLOPs", "latency ms", "throughput img/s", "achieved"], [
         [r["named"] or r["name"], human(r["params"]), human(r["flops"]), f"{r['latency_ms']:.2f}",
          f"{r['throughput']:.1f}", human(r["flops_per_s"], "FLOPS")] for r in results]))
-    p = results[0]["protocol"]
-    click.echo(f"\nprotocol: {p['device_name']} [{p['device']}], {p['threads']} thread(s), batch 1 latency, "
-               f"throughput at batch {p['throughput_batch']}, {p['input_size']}x{p['input_size']}, {p['dtype']}, "
-               f"{p['runtime']}, torch {p['torch']}, BatchNorm folded")
+    click.echo(f"\nprotocol: {Protocol.from_dict(results[0]['protocol']).describe()}")
 
 @cli.command()
 @click.option("--device", default="cpu", show_default=True, help="Where latency is measured: cpu, cuda, cuda:N, mps.")
@@ -221,7 +224,8 @@ def bench_models(specs, device, threads, batch_size, input_size, fmt) -> None:
               help="Finished trials the study should hold (a resumed study runs only the rest).")
 @click.option("--timeout", type=float, help="Stop starting new trials after this many seconds.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--space", "space_path", default=str(DEFAULT_SPACE), show_default="spaces/fasternet.yaml")
+@click.option("--space", "space_path", default=spaces.DEFAULT, show_default=True,
+              help="A space YAML file, or the name of a shipped space.")
 @click.option("--data", default="digits", show_default=True, help="digits, cifar10:DIR or imagefolder:DIR.")
 @click.option("--proxy-epochs", type=int, default=5, show_default=True, callback=positive("--proxy-epochs"))
 @click.option("--proxy-resolution", type=int, default=32, show_default=True, callback=positive("--proxy-resolution"))
@@ -233,7 +237,9 @@ def bench_models(specs, device, threads, batch_size, input_size, fmt) -> None:
 @click.option("--sampler", type=click.Choice(SAMPLERS), default="tpe", show_default=True)
 @click.option("--pruner", type=click.Choice(PRUNERS), default="percentile", show_default=True,
               help="percentile: stop a candidate below the 25th percentile of earlier ones at the same epoch; median: below their median; none.")
-@click.option("--storage", default=None, help="Optuna storage URL [default: sqlite:///fasternet_studies.db].")
+@click.option("--storage", default=None, envvar="FASTERNET_STORAGE", help="Optuna storage URL, or from the "
+              "environment variable FASTERNET_STORAGE (keeps a password out of shell history; the flag wins) "
+              "[default: sqlite:///fasternet_studies.db].")
 @click.option("--study-name", help="[default: SPACE-DEVICE-BUDGET-DATA]")
 @click.option("--named/--no-named", default=True, show_default=True, help="Enqueue T0..L first where they fit the space.")
 @click.option("--threads", type=int, callback=positive("--threads"),
@@ -246,38 +252,28 @@ def bench_models(specs, device, threads, batch_size, input_size, fmt) -> None:
               "[default: runs/STUDY/best.yaml].")
 @click.option("--export", "export_dir", type=click.Path(file_okay=False), help="Write plots, CSV and the best spec here.")
 @click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
-@click.option("--worker-index", type=int, default=0, hidden=True,
-              help="Set by --workers on the extra processes: they sample with other seeds and print nothing.")
 def search(device, budget, n_trials, timeout, seed, space_path, data, proxy_epochs, proxy_resolution, proxy_batch_size,
            proxy_lr, max_train_samples, sampler, pruner, storage, study_name, named, threads, workers, heartbeat,
-           out_spec, export_dir, quiet, worker_index) -> None:
+           out_spec, export_dir, quiet) -> None:
     """Search the space under a latency budget: measured latency, short-proxy accuracy, Optuna samplers."""
     from fasternet_space.measure import resolve_device
     from fasternet_space.proxy import ProxyConfig
-    from search.objective import ObjectiveConfig, default_lock_dir
-    from search.study import DEFAULT_STORAGE, SearchConfig, parse_budget, run_search
+    from search import SearchConfig, parse_budget, run_search
+    from search.objective import default_lock_dir
 
-    if timeout is not None and timeout <= 0:
-        fail(f"--timeout {timeout:g}: allowed: a positive number of seconds")
-    if proxy_lr <= 0:
-        fail(f"--proxy-lr {proxy_lr:g}: allowed: a positive number")
-    budget_ms = parse_budget(budget)
     resolve_device(device)
     best_path = Path(out_spec) if out_spec else None
     for folder in (best_path.parent if best_path else None, Path(export_dir) if export_dir else None):
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)  # fail now, not after the search (OSError: one line)
     config = SearchConfig(
-        space_path=Path(space_path), budget_ms=budget_ms, device=device, n_trials=n_trials, timeout_s=timeout,
-        seed=seed, sampler=sampler, pruner=pruner, storage=storage or DEFAULT_STORAGE, study_name=study_name,
-        data=data, named=named, max_train_samples=max_train_samples, heartbeat_s=heartbeat, worker_index=worker_index,
-        objective=ObjectiveConfig(device=device, budget_ms=budget_ms, threads=threads, seed=seed,
-                                  lock_dir=default_lock_dir(),
-                                  proxy=ProxyConfig(epochs=proxy_epochs, resolution=proxy_resolution,
-                                                    batch_size=proxy_batch_size, lr=proxy_lr)),
-    )
-    progress = SearchProgress(n_trials, budget_ms, quiet or worker_index > 0)
-    helpers: list = []
+        budget_ms=parse_budget(budget), device=device, space=resolve_space(space_path), threads=threads, data=data,
+        proxy=ProxyConfig(epochs=proxy_epochs, resolution=proxy_resolution, batch_size=proxy_batch_size, lr=proxy_lr),
+        max_train_samples=max_train_samples, n_trials=n_trials, timeout_s=timeout, seed=seed, sampler=sampler,
+        pruner=pruner, named=named, storage=storage or DEFAULT_STORAGE, study_name=study_name,
+        heartbeat_s=heartbeat, workers=workers, lock_dir=default_lock_dir(),
+    ).validate()
+    progress = SearchProgress(config.n_trials, config.budget_ms, quiet)
     stop = threading.Event()
 
     def on_sigint(signum, frame) -> None:
@@ -289,39 +285,24 @@ def search(device, budget, n_trials, timeout, seed, space_path, data, proxy_epoc
         click.echo("stopping: the running trial ends now, then the summary (Ctrl-C again to quit at once)", err=True)
 
     signal.signal(signal.SIGINT, on_sigint)
-
-    def on_start(study, enqueued) -> None:
-        progress.on_start(study, enqueued)
-        # Once the study exists and the named configs are queued, with the study's resolved name.
-        helpers.extend(start_workers(click.get_current_context(), study.study_name, workers - 1))
-
-    try:
-        outcome = run_search(config, on_trial=progress.on_trial, on_start=on_start, stop=stop)
-    finally:
-        failed = [p.args for p in helpers if p.wait() != 0]
-    if worker_index > 0:  # an extra worker: the first process prints the summary and writes the files
-        return
-    if failed:
-        click.echo(f"warning: {len(failed)} extra worker(s) stopped with an error; their finished trials are kept",
-                   err=True)
-    print_search_summary(outcome, config, budget_ms, best_path, export_dir)
+    outcome = run_search(config, on_trial=progress.on_trial, on_start=progress.on_start, stop=stop)
+    if outcome.failed_workers:
+        click.echo(f"warning: {outcome.failed_workers} extra worker(s) stopped with an error; their finished trials "
+                   "are kept", err=True)
+    print_search_summary(outcome, config.budget_ms, best_path, export_dir)
     if outcome.interrupted:
         raise SystemExit(130)
 
 
-def start_workers(ctx: click.Context, study_name: str, count: int) -> list:
-    """Extra worker processes: this command's settings, one worker each, sharing the study through its storage."""
-    import subprocess
-
-    skip = {"workers", "worker_index", "quiet", "named", "out_spec", "export_dir", "study_name"}
-    args = ["search", "--study-name", study_name, "--no-named", "--quiet"]
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name)
-        if param.name in skip or value is None or not isinstance(param, click.Option):
-            continue
-        args += [param.opts[0], str(value)]
-    return [subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args, "--worker-index", str(i + 1)],
-                             stdout=subprocess.DEVNULL) for i in range(count)]
+def resolve_space(text: str) -> str:
+    """A space file, or the name of a shipped one (fasternet)."""
+    if Path(text).is_file():
+        return text
+    try:
+        return str(spaces.path(text))
+    except FileNotFoundError:
+        fail(f"--space {text}: file not found; allowed: a space YAML file or a shipped space "
+             f"({', '.join(n for n in spaces.names() if not n.startswith('fasternet_'))})")
 
 
 class SearchProgress:
@@ -340,10 +321,10 @@ class SearchProgress:
         from search.study import count_finished
 
         self.started = time.perf_counter()
-        self.initial = count_finished(study)
+        initial = count_finished(study)
         if self.quiet:
             return
-        resumed = f", resuming with {self.initial} finished" if self.initial else ""
+        resumed = f", resuming with {initial} finished" if initial else ""
         click.echo(f"study {study.study_name!r}: {self.n_trials} trials, budget {self.budget_ms:g} ms{resumed}")
         if enqueued:
             click.echo(f"named configs enqueued first: {', '.join(enqueued)}")
@@ -351,23 +332,21 @@ class SearchProgress:
     def on_trial(self, study, trial) -> None:
         import time
 
-        from search.results import best_feasible, trial_rows
-        from search.study import count_finished
+        from search import TrialRecord, best_feasible, read_trials
+        from search.trial import TRAINED
 
         self.done_here += 1
         if self.quiet:
             return
-        finished = count_finished(study)
-        a = trial.user_attrs
-        label = f"#{trial.number}" + (f" {a['named']}" if a.get("named") else "")
-        if trial.state.name == "COMPLETE":
-            acc = "not trained (over budget)" if not a.get("feasible") else f"top-1 {a['proxy_acc']:.3f}"
-            what = f"{acc}, latency {a['latency_ms']:.2f} ms"
-        elif trial.state.name == "PRUNED":
-            what = f"pruned: {a.get('fail_reason', '')}"
+        records = read_trials(study)
+        finished = sum(r.finished for r in records)
+        record = TrialRecord.from_trial(trial)
+        label = f"#{record.number}" + (f" {record.named}" if record.named else "")
+        if record.status == TRAINED:
+            what = f"top-1 {record.proxy_acc:.3f}, latency {record.latency_ms:.2f} ms"
         else:
-            what = f"failed: {a.get('fail_reason', 'no reason stored (its worker stopped or was killed)')}"
-        best = best_feasible(trial_rows(study))
+            what = f"{record.status}: {record.reason or 'no reason stored (its worker stopped or was killed)'}"
+        best = best_feasible(records)
         best_text = f"best {best.proxy_acc:.3f} @ {best.latency_ms:.1f} ms (#{best.number})" if best else "no feasible yet"
         elapsed = time.perf_counter() - self.started
         left = max(self.n_trials - finished, 0)
@@ -380,62 +359,69 @@ def _fixed(value: float | None, digits: int) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def print_search_summary(outcome, config, budget_ms, best_path, export_dir) -> None:
-    from fasternet_space import save_spec
+def print_search_summary(outcome, budget_ms, best_path, export_dir) -> None:
     from fasternet_space.report import format_table, human
-    from search.results import best_feasible, trial_rows
+    from search import best_feasible, pareto_front, read_trials
+    from search.export import export_study, save_best_spec
+    from search.trial import FAILED, OVER_BUDGET, PRUNED, TRAINED
 
     study = outcome.study
-    rows = trial_rows(study)
-    front = sorted((r for r in rows if r.pareto), key=lambda r: r.latency_ms or 0.0)
+    records = read_trials(study)
     click.echo("")
     if outcome.interrupted:
         click.echo("interrupted: the study keeps every finished trial; run the same command to resume")
-    states = {s: sum(r.state == s for r in rows) for s in ("COMPLETE", "PRUNED", "FAIL")}
-    infeasible = sum(r.feasible is False for r in rows)
-    click.echo(f"study {study.study_name!r}: {states['COMPLETE']} complete ({infeasible} over the {budget_ms:g} ms "
-               f"budget), {states['PRUNED']} pruned, {states['FAIL']} failed; {outcome.elapsed_s / 60:.1f} min this run")
+    if outcome.stale_failed:
+        click.echo(f"failed {len(outcome.stale_failed)} trial(s) left running by a stopped worker: "
+                   + ", ".join(f"#{n}" for n in outcome.stale_failed))
+    counts = {s: sum(r.status == s for r in records) for s in (TRAINED, OVER_BUDGET, PRUNED, FAILED)}
+    click.echo(f"study {study.study_name!r}: {counts[TRAINED]} trained within budget, {counts[OVER_BUDGET]} over "
+               f"the {budget_ms:g} ms budget (measured, not trained), {counts[PRUNED]} pruned, {counts[FAILED]} "
+               f"failed; {outcome.elapsed_s / 60:.1f} min this run")
+    front = pareto_front(records)
     table = [[r.number, r.named or "", _fixed(r.proxy_acc, 3), _fixed(r.latency_ms, 2), human(r.flops or 0),
-              human(r.flops_per_s or 0, "FLOPS"), human(r.params or 0)] for r in front]
+              human(r.flops_per_s or 0, "FLOPS"), human(r.param_count or 0)] for r in front]
     if table:
         click.echo("\nPareto front (feasible trials, proxy top-1 vs latency):")
         click.echo(format_table(["trial", "named", "proxy top-1", "latency ms", "FLOPs", "achieved", "params"], table))
-    named_rows = [r for r in rows if r.named and r.state == "COMPLETE"]
-    if named_rows:
+    named = sorted((r for r in records if r.named and r.status in (TRAINED, OVER_BUDGET, PRUNED)),
+                   key=lambda r: r.latency_ms or 0.0)
+    if named:
         click.echo("\nnamed configs in this study:")
-        for r in sorted(named_rows, key=lambda r: r.latency_ms):
-            where = "on the front" if r.pareto else ("over budget" if r.feasible is False else "behind the front")
-            acc = f"top-1 {r.proxy_acc:.3f}" if r.proxy_acc is not None else "not trained"
-            click.echo(f"  {r.named}: latency {r.latency_ms:.2f} ms, {acc}, {where}")
-    best = best_feasible(rows)
+        for r in named:
+            if r.status == TRAINED:
+                where = f"top-1 {r.proxy_acc:.3f}, " + ("on the front" if r.pareto else "behind the front")
+            elif r.status == PRUNED:
+                where = f"pruned ({r.reason})"
+            else:
+                where = "over budget, not trained"
+            click.echo(f"  {r.named}: latency {r.latency_ms:.2f} ms, {where}")
+    best = best_feasible(records)
     if best is None:
         click.echo(f"\nno trial met the {budget_ms:g} ms budget yet; raise --latency-budget or --n-trials")
     else:
-        spec = best.spec().replace(name=f"{study.study_name}-best")
-        path = best_path or Path("runs") / study.study_name / "best.yaml"
-        save_spec(spec, path)
+        path = save_best_spec(records, study.study_name, best_path or Path("runs") / study.study_name / "best.yaml")
         click.echo(f"\nbest feasible: trial #{best.number}, top-1 {best.proxy_acc:.3f}, latency "
                    f"{best.latency_ms:.2f} ms -> {path}  (python cli.py build --spec {path})")
     if export_dir:
-        from search.pareto import export_study
-
         for written in export_study(study, Path(export_dir), budget_ms=budget_ms):
             click.echo(f"wrote {written}")
 
 
 @cli.command()
 @click.option("--study", "study_name", required=True, help="The study's name (as `search` printed it).")
-@click.option("--storage", default=None, help="Optuna storage URL [default: sqlite:///fasternet_studies.db].")
+@click.option("--storage", default=None, envvar="FASTERNET_STORAGE", help="Optuna storage URL, or from the "
+              "environment variable FASTERNET_STORAGE (keeps a password out of shell history; the flag wins) "
+              "[default: sqlite:///fasternet_studies.db].")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="FILE.html (offline), .png/.svg/.pdf (need Chromium), .csv or .json (one row per trial).")
 @click.option("--latency-budget", "budget", help="Budget line to draw [default: the study's own].")
 def pareto(study_name, storage, out, budget) -> None:
     """Export a study: accuracy vs measured latency with the Pareto front, and FLOPs vs latency (FLOPS lines)."""
-    from search.pareto import pareto_command
-    from search.study import DEFAULT_STORAGE, parse_budget
+    from search import load_study, parse_budget
+    from search.export import write_report
 
     budget_ms = parse_budget(budget) if budget else None
-    click.echo(f"wrote {pareto_command(study_name, storage or DEFAULT_STORAGE, out, budget_ms)}")
+    click.echo(f"wrote {write_report(load_study(study_name, storage or DEFAULT_STORAGE), out, budget_ms)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -459,7 +445,8 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"error: {_one_line(message)}", err=True)
         return exc.exit_code if isinstance(exc, UserError) else 2
     except USER_ERRORS as exc:
-        click.echo(f"error: {_one_line(str(exc))}", err=True)
+        message = exc.message(flag_for(exc.parameter)) if isinstance(exc, InputError) else str(exc)
+        click.echo(f"error: {_one_line(message)}", err=True)
         return 2
     except OSError as exc:  # an unwritable or vanished path given by the user
         where = f"{exc.filename}: " if exc.filename else ""

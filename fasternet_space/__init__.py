@@ -1,4 +1,9 @@
-"""FasterNet generator: specs, models, exact costs, inference form and on-device measurement."""
+"""FasterNet generator: specs, models, exact costs, inference form and on-device measurement.
+
+`load_spec("t0")` (or a YAML path) -> ArchSpec; `build_model(spec)` -> FasterNet (training form, official
+state-dict layout); `count(spec)` -> exact params/FLOPs/memory access; `for_inference(model)` -> the
+BatchNorm-folded fast form. `NAMED_SPECS` holds the six official configs T0..L.
+"""
 
 from .cost import CostReport, LayerCost, count
 from .inference import for_inference

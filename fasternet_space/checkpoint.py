@@ -68,3 +68,39 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> str:
         raise CheckpointError(f"{path}: {fmt}-format checkpoint does not match the spec; " + "; ".join(problems))
     model.load_state_dict(state, strict=True)
     return fmt
+
+
+def check_model_path(path: str | Path) -> Path:
+    """A path for `save_model`: it must end in .pt."""
+    path = Path(path)
+    if path.suffix != ".pt":
+        raise CheckpointError(f"{path}: allowed: a path ending in .pt")
+    return path
+
+
+def save_model(model: nn.Module, path: str | Path) -> Path:
+    """Writes a built FasterNet as {"spec": its spec's fields, "state_dict": official layout} to a .pt file."""
+    path = check_model_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"spec": model.spec.to_dict(), "state_dict": model.state_dict()}, path)
+    return path
+
+
+def load_model(path: str | Path) -> nn.Module:
+    """Reads a file written by `save_model`: the model rebuilt from its spec, weights loaded strictly."""
+    from .model import build_model
+    from .spec import ArchSpec, SpecError
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: file not found")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        spec = ArchSpec.from_dict(data["spec"])
+    except (SpecError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: not a model saved by save_model ({exc.__class__.__name__})") from None
+    except Exception as exc:  # torch raises many types for a bad file
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({exc.__class__.__name__})") from None
+    model = build_model(spec)
+    load_checkpoint(model, path)
+    return model

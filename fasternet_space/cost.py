@@ -20,6 +20,8 @@ from .spec import ArchSpec
 
 @dataclass(frozen=True)
 class LayerCost:
+    """One layer's params, FLOPs (multiply-adds) and memory access, under its official module name."""
+
     name: str  # module path in the official layout
     stage: str  # "stem", "stage1".."stageN", "head"
     kind: str
@@ -41,6 +43,8 @@ class StageCost:
 
 @dataclass(frozen=True)
 class CostReport:
+    """The per-layer costs of one spec, with totals and per-stage sums."""
+
     layers: tuple[LayerCost, ...]
 
     @property
@@ -91,6 +95,7 @@ def _norm(name: str, stage: str, spec: ArchSpec, channels: int, size: int) -> La
 
 
 def count(spec: ArchSpec) -> CostReport:
+    """Exact params, FLOPs (multiply-adds) and memory access of `spec` per layer, counted analytically."""
     widths, sizes = spec.stage_widths, spec.feature_sizes
     layers: list[LayerCost] = []
     layers.append(_conv("patch_embed.proj", "stem", spec.in_chans, widths[0], spec.patch_size,

@@ -1,7 +1,8 @@
 """Datasets for the short proxy: the UCI digits shipped with the package, and the user's own data on disk.
 
-Sources, by `--data`: `digits` (default), `cifar10:DIR` (the CIFAR-10 python pickle batches) and
-`imagefolder:DIR` (DIR/train/<class>/*.png|jpg and DIR/val/<class>/..., or DIR/<class>/... split here).
+Sources (`load_dataset`'s `source`): `digits` (default), `cifar10:DIR` (the CIFAR-10 python pickle
+batches) and `imagefolder:DIR` (DIR/train/<class>/*.png|jpg and DIR/val/<class>/..., or DIR/<class>/...
+split here).
 Nothing is downloaded. Images come back as float tensors at the requested square resolution,
 normalised with the training split's per-channel mean and std.
 """
@@ -16,12 +17,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fasternet_space.errors import InputError
+
 DIGITS_PATH = Path(__file__).parent / "data" / "digits.npz"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
 
-class DataError(ValueError):
-    """A data source that cannot be read; the message names it and what is allowed."""
+class DataError(InputError):
+    """A data source that cannot be read: parameter "data", the source as value, what is wrong and allowed."""
 
 
 @dataclass(frozen=True)
@@ -57,11 +60,11 @@ def load_dataset(source: str, resolution: int, seed: int = 0, max_train: int | N
         root = Path(location)
         if not root.is_dir():
             what = "is a file, not a directory" if root.exists() else "not found"
-            raise DataError(f"--data {source}: {root} {what}")
+            raise DataError("data", source, f"{root} {what}")
         reader = _read_cifar10 if kind == "cifar10" else _read_imagefolder
-        train_x, train_y, test_x, test_y = reader(root, seed)
+        train_x, train_y, test_x, test_y = reader(root, source, seed)
         return _finish(f"{kind}:{root.name}", train_x, train_y, test_x, test_y, resolution, seed, max_train, max_test)
-    raise DataError(f"--data {source!r} is not a known source; allowed: {SOURCES}")
+    raise DataError("data", repr(source), f"not a known source; allowed: {SOURCES}")
 
 
 def _read_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -76,20 +79,99 @@ def _split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndar
     return np.sort(order[cut:]), np.sort(order[:cut])
 
 
-def _read_cifar10(root: Path, seed: int):
+class _Refused(pickle.UnpicklingError):
+    pass
+
+
+class _Dtype:
+    """Stands in for numpy.dtype while unpickling: CIFAR-10 data is uint8, nothing else is built."""
+
+    def __init__(self, name, align=False, copy=True):
+        if name not in ("u1", b"u1"):
+            raise _Refused(f"a numpy {name!r:.20} array, not uint8")
+
+    def __setstate__(self, state):  # byte order and flags: nothing to keep for uint8
+        pass
+
+
+def _uint8(raw, dtype, shape, fortran) -> np.ndarray:
+    if not isinstance(dtype, _Dtype) or not isinstance(raw, (bytes, bytearray)):
+        raise pickle.UnpicklingError("not a uint8 array")
+    return np.frombuffer(raw, np.uint8).reshape(tuple(shape), order="F" if fortran else "C")
+
+
+class _Array:
+    """Stands in for a numpy array while unpickling. numpy's own __setstate__ trusts its input and can crash
+    the process on a corrupt one, so here the state is checked and only a uint8 buffer becomes an array."""
+
+    def __init__(self, *args):  # called as _reconstruct(ndarray, (0,), b"b")
+        self.array = None
+
+    def __setstate__(self, state):  # (version, shape, dtype, fortran, raw); old pickles omit the version
+        shape, dtype, fortran, raw = state[-4:]
+        self.array = _uint8(raw, dtype, shape, fortran)
+
+    def __array__(self, dtype=None, copy=None):
+        return self.array
+
+
+def _frombuffer(raw, dtype, shape, order):  # pickle protocol 5 (Python 3.14's default) writes arrays so
+    return _uint8(raw, dtype, shape, order == "F")
+
+
+# The CIFAR-10 python batches are pickled dicts of bytes keys to bytes, lists of ints and bytes, and one
+# numpy uint8 array (`data`, N x 3072). Only that array needs globals: these, under the module names numpy < 2
+# wrote (the published files) and numpy >= 2 writes, each mapped to a stand-in above that builds nothing but a
+# uint8 array. Any other global (os.system, builtins.eval, ...) is how a crafted file runs code while it
+# loads, so it is refused.
+_CIFAR10_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _Array,
+    ("numpy._core.multiarray", "_reconstruct"): _Array,
+    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy", "ndarray"): _Array,
+    ("numpy", "dtype"): _Dtype,
+}
+
+
+class _Cifar10Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _CIFAR10_GLOBALS:
+            raise _Refused(f"it would call {module + '.' + name!r}")
+        return _CIFAR10_GLOBALS[module, name]
+
+
+def _read_cifar10(root: Path, source: str, seed: int):
     def batch(name: str):
+        def fail(problem: str):
+            return DataError("data", source, f"{name} {problem}")
+
         path = root / name
         if not path.is_file():
-            raise DataError(f"--data cifar10:{root}: {name} not found; allowed: a directory with the python "
-                            "batches data_batch_1..5 and test_batch")
+            raise fail("not found; allowed: a directory with the python batches data_batch_1..5 and "
+                       "test_batch")
         try:
             with open(path, "rb") as f:
-                entry = pickle.load(f, encoding="bytes")
-            data = np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-            return data.astype(np.float32) / 255.0, np.asarray(entry[b"labels"], dtype=np.int64)
-        except (pickle.UnpicklingError, KeyError, ValueError, EOFError) as exc:
-            raise DataError(f"--data cifar10:{root}: {name} is not a CIFAR-10 python batch "
-                            f"({exc.__class__.__name__})") from None
+                entry = _Cifar10Unpickler(f, encoding="bytes").load()
+            data, labels = np.asarray(entry[b"data"]), np.asarray(entry[b"labels"])
+        except _Refused as exc:
+            raise fail(f"holds something other than a CIFAR-10 batch ({exc}); allowed: a pickled dict of "
+                       "bytes, lists and one uint8 array") from None
+        # A truncated or corrupt pickle raises almost anything: EOFError, UnpicklingError, MemoryError (a
+        # garbage length), ValueError, TypeError, ...
+        except Exception as exc:
+            raise fail(f"is not a CIFAR-10 python batch ({exc.__class__.__name__}: truncated or corrupt); "
+                       "expected a pickled dict with b'data' and b'labels'") from None
+        if data.dtype != np.uint8 or not data.size or data.size % 3072:
+            raise fail(f"is not a CIFAR-10 python batch: expected b'data' of uint8, a multiple of 3072 "
+                       f"values (3 x 32 x 32 per image), got {data.size} of {data.dtype}")
+        data = data.reshape(-1, 3, 32, 32)
+        ints = labels.dtype.kind in "iu" and labels.size > 0
+        if labels.shape != (len(data),) or not ints or labels.min() < 0 or labels.max() > 9:
+            got = f"{labels.size} {labels.dtype}" + (f" in {labels.min()}..{labels.max()}" if ints else "")
+            raise fail(f"is not a CIFAR-10 python batch: expected b'labels', {len(data)} integers in 0..9, "
+                       f"got {got}")
+        return data.astype(np.float32) / 255.0, labels.astype(np.int64)
 
     names = sorted(p.name for p in root.glob("data_batch_*"))
     if not names:
@@ -99,37 +181,36 @@ def _read_cifar10(root: Path, seed: int):
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), test_x, test_y
 
 
-def _read_imagefolder(root: Path, seed: int):
+def _read_imagefolder(root: Path, source: str, seed: int):
     try:
         from PIL import Image
     except ImportError:
-        raise DataError("--data imagefolder: needs Pillow; allowed: pip install -e '.[images]'") from None
+        raise DataError("data", source, "needs Pillow; allowed: pip install -e '.[images]'") from None
 
     def read(folder: Path, classes: list[str]):
         xs, ys = [], []
         for label, name in enumerate(classes):
             if not (folder / name).is_dir():
-                raise DataError(f"--data imagefolder:{root}: {folder / name} is missing; allowed: the same class "
+                raise DataError("data", source, f"{folder / name} is missing; allowed: the same class "
                                 f"folders in train/ and val/ ({', '.join(classes)})")
             for path in sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
                 try:
                     with Image.open(path) as image:
                         rgb = image.convert("RGB").resize((64, 64))
                 except (OSError, ValueError) as exc:
-                    raise DataError(f"--data imagefolder:{root}: {path} is not a readable image "
-                                    f"({exc.__class__.__name__})") from None
+                    raise DataError("data", source,
+                                    f"{path} is not a readable image ({exc.__class__.__name__})") from None
                 xs.append(np.asarray(rgb, dtype=np.float32).transpose(2, 0, 1) / 255.0)
                 ys.append(label)
         if not xs:
-            raise DataError(f"--data imagefolder:{root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) "
-                            f"under {folder}")
+            raise DataError("data", source, f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
         return xs, ys
 
     split_dirs = (root / "train").is_dir() and (root / "val").is_dir()
     base = root / "train" if split_dirs else root
     classes = sorted(p.name for p in base.iterdir() if p.is_dir())
     if len(classes) < 2:
-        raise DataError(f"--data imagefolder:{root}: found {len(classes)} class folder(s); allowed: a directory "
+        raise DataError("data", source, f"found {len(classes)} class folder(s); allowed: a directory "
                         "with one sub-folder per class (at least 2), optionally under train/ and val/")
     xs, ys = read(base, classes)
     x, y = np.stack(xs), np.asarray(ys, dtype=np.int64)
@@ -137,7 +218,7 @@ def _read_imagefolder(root: Path, seed: int):
         test_xs, test_ys = read(root / "val", classes)
         return x, y, np.stack(test_xs), np.asarray(test_ys, dtype=np.int64)
     if len(y) < 5:
-        raise DataError(f"--data imagefolder:{root}: {len(y)} images cannot be split into training and held-out "
+        raise DataError("data", source, f"{len(y)} images cannot be split into training and held-out "
                         "images; allowed: at least 5, or train/ and val/ folders")
     train, test = _split(len(y), 0.2, seed)
     return x[train], y[train], x[test], y[test]

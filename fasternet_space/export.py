@@ -8,17 +8,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .measure import (
-    Measurement,
-    Protocol,
-    TimingPolicy,
-    device_name,
-    resolve_device,
-    time_latency_and_throughput,
-)
+from .errors import InputError
+from .measure import Measurement, Protocol, TimingPolicy, resolve_device, time_latency_and_throughput
 
 
-class ExportError(ValueError):
+class ExportError(InputError):
     """An export that cannot be done here (missing optional package, bad path)."""
 
 
@@ -26,14 +20,14 @@ def _require(module: str, extra: str):
     try:
         return __import__(module)
     except ImportError:
-        raise ExportError(f"{module} is not installed; allowed: install the extra with "
+        raise ExportError(None, None, f"{module} is not installed; allowed: install the extra with "
                           f"pip install -e '.[{extra}]'") from None
 
 
 def check_onnx_path(path: str | Path) -> Path:
     path = Path(path)
     if path.suffix != ".onnx":
-        raise ExportError(f"{path}: allowed: a path ending in .onnx")
+        raise ExportError("path", str(path), "allowed: a path ending in .onnx")
     return path
 
 
@@ -60,7 +54,8 @@ def onnx_session(path: str | Path, device: str = "cpu", threads: int = 1):
     dev = resolve_device(device)
     name = "CUDAExecutionProvider" if dev.type == "cuda" else "CPUExecutionProvider"
     if name not in ort.get_available_providers():
-        raise ExportError(f"onnxruntime has no {name} here; allowed: " + ", ".join(ort.get_available_providers()))
+        raise ExportError("device", repr(device), f"onnxruntime has no {name} here; allowed: "
+                          + ", ".join(ort.get_available_providers()))
     provider = (name, {"device_id": dev.index or 0}) if dev.type == "cuda" else name
     return ort.InferenceSession(str(path), options, providers=[provider])
 
@@ -71,10 +66,12 @@ def measure_onnx(path: str | Path, flops: int, *, input_size: int, in_chans: int
     """Times an ONNX file with onnxruntime under the same protocol as `measure.measure_model`."""
     import numpy as np
 
+    ort = _require("onnxruntime", "onnx")
     dev = resolve_device(device)
-    threads = threads or 1
-    throughput_batch = throughput_batch or (1 if dev.type == "cpu" else 32)
-    session = onnx_session(path, device, threads)
+    protocol = Protocol.for_device(dev, threads=threads, throughput_batch=throughput_batch, input_size=input_size,
+                                   in_chans=in_chans, runtime=f"onnxruntime {ort.__version__}",
+                                   policy=policy)
+    session = onnx_session(path, device, protocol.threads)
     rng = np.random.default_rng(0)
 
     def run_batch(batch: int):
@@ -82,12 +79,6 @@ def measure_onnx(path: str | Path, flops: int, *, input_size: int, in_chans: int
         return lambda: session.run(None, {"input": x})
 
     # onnxruntime synchronises before returning outputs, so host timing is exact here.
-    latency, throughput = time_latency_and_throughput(run_batch, torch.device("cpu"), policy, throughput_batch)
-    import onnxruntime
-
-    protocol = Protocol(
-        device=str(dev), device_name=device_name(dev), threads=threads, batch=1, throughput_batch=throughput_batch,
-        input_size=input_size, in_chans=in_chans, dtype="float32", runtime=f"onnxruntime {onnxruntime.__version__}",
-        torch=torch.__version__, folded=True, rel_ci=policy.rel_ci, max_time_s=policy.max_time_s,
-    )
+    latency, throughput = time_latency_and_throughput(run_batch, torch.device("cpu"), policy,
+                                                      protocol.throughput_batch)
     return Measurement.from_timing(latency, throughput, flops, protocol)

@@ -13,14 +13,16 @@ import platform
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
 from torch import nn
 
+from .errors import InputError
 
-class DeviceError(ValueError):
+
+class DeviceError(InputError):
     """A device name that is not allowed or not available here."""
 
 
@@ -58,12 +60,61 @@ class Protocol:
     dtype: str
     runtime: str
     torch: str
-    folded: bool
+    folded: bool | None  # None: the model has no BatchNorm to fold
     rel_ci: float
     max_time_s: float
 
+    @classmethod
+    def for_device(cls, device: torch.device, *, input_size: int, in_chans: int, runtime: str,
+                   threads: int | None = None, batch: int = 1, throughput_batch: int | None = None,
+                   dtype: torch.dtype | str = torch.float32, policy: TimingPolicy = TimingPolicy(),
+                   folded: bool | None = True) -> Protocol:
+        """The protocol on `device`, with the paper's defaults for what is not given (None)."""
+        return cls(
+            device=str(device), device_name=device_name(device),
+            threads=default_threads(device) if threads is None else threads, batch=batch,
+            throughput_batch=default_throughput_batch(device) if throughput_batch is None else throughput_batch,
+            input_size=input_size, in_chans=in_chans, dtype=str(dtype).removeprefix("torch."), runtime=runtime,
+            torch=torch.__version__, folded=folded, rel_ci=policy.rel_ci, max_time_s=policy.max_time_s,
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Protocol:
+        """A protocol from its `to_dict()`; keys missing from older records are None, unknown keys ignored."""
+        return cls(**{f.name: data.get(f.name) for f in fields(cls)})
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def describe(self) -> str:
+        """One line: where and how latency was measured. Fields that are None (older records) are left out."""
+        where = self.device_name or self.device or "unknown device"
+        parts = [f"{where} ({self.device})" if self.device_name and self.device else where]
+        if self.threads is not None:
+            parts.append(f"{self.threads} thread" + ("" if self.threads == 1 else "s"))
+        if self.batch is not None:
+            parts.append(f"batch {self.batch}")
+        if self.throughput_batch is not None and self.throughput_batch != self.batch:
+            parts.append(f"throughput batch {self.throughput_batch}")
+        if self.input_size is not None:
+            size = f"{self.input_size}x{self.input_size}"
+            parts.append(f"input {self.in_chans}x{size}" if self.in_chans is not None else f"input {size}")
+        parts += [str(v) for v in (self.dtype, self.runtime) if v]
+        if self.torch:
+            parts.append(f"torch {self.torch}")
+        if self.folded is not None:
+            parts.append("BatchNorm folded" if self.folded else "BatchNorm not folded")
+        return ", ".join(parts)
+
+
+def default_threads(device: torch.device) -> int:
+    """The paper's protocol: CPU latency on one thread; elsewhere torch's current thread count."""
+    return 1 if device.type == "cpu" else torch.get_num_threads()
+
+
+def default_throughput_batch(device: torch.device) -> int:
+    """The paper's protocol: throughput at batch 1 on CPU, at batch 32 on GPU."""
+    return 1 if device.type == "cpu" else 32
 
 
 @dataclass(frozen=True)
@@ -92,27 +143,28 @@ class Measurement:
 
 def resolve_device(name: str) -> torch.device:
     """'cpu', 'cuda', 'cuda:N' or 'mps' as a torch.device, or DeviceError naming what is allowed."""
-    allowed = "allowed: cpu, cuda, cuda:N, mps"
+    unknown = DeviceError("device", repr(name), "unknown device; allowed: cpu, cuda, cuda:N, mps")
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError):
-        raise DeviceError(f"unknown device {name!r}; {allowed}") from None
+        raise unknown from None
     if device.type == "cpu":
         return device
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError(f"device {name!r} is not available: this machine has no usable CUDA GPU; "
+            raise DeviceError("device", repr(name), "is not available: this machine has no usable CUDA GPU; "
                               "allowed here: cpu")
         index = 0 if device.index is None else device.index
-        if index >= torch.cuda.device_count():
-            raise DeviceError(f"device {name!r} is not available: {torch.cuda.device_count()} CUDA device(s), "
-                              f"allowed: cuda:0..cuda:{torch.cuda.device_count() - 1}")
+        count = torch.cuda.device_count()
+        if index >= count:
+            raise DeviceError("device", repr(name), f"is not available: {count} CUDA device(s), "
+                              f"allowed: cuda:0..cuda:{count - 1}")
         return torch.device("cuda", index)
     if device.type == "mps":
         if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-            raise DeviceError(f"device {name!r} is not available on this machine; allowed here: cpu")
+            raise DeviceError("device", repr(name), "is not available on this machine; allowed here: cpu")
         return device
-    raise DeviceError(f"unknown device {name!r}; {allowed}")
+    raise unknown
 
 
 def device_name(device: torch.device) -> str:
@@ -223,10 +275,9 @@ def measure_model(
     `flops` is the model's multiply-add count at batch 1 and `input_size` (exact, from `count`).
     """
     dev = resolve_device(device)
-    if threads is None:
-        threads = 1 if dev.type == "cpu" else torch.get_num_threads()
-    if throughput_batch is None:
-        throughput_batch = 1 if dev.type == "cpu" else 32
+    protocol = Protocol.for_device(dev, threads=threads, throughput_batch=throughput_batch, input_size=input_size,
+                                   in_chans=in_chans, dtype=dtype, runtime=_runtime(model), policy=policy,
+                                   folded=folded)
     model = model.to(device=dev, dtype=dtype).eval()
     generator = torch.Generator().manual_seed(seed)
 
@@ -234,14 +285,8 @@ def measure_model(
         x = torch.randn(batch, in_chans, input_size, input_size, generator=generator).to(dev, dtype)
         return lambda: model(x)
 
-    with cpu_threads(threads) as used_threads, cudnn_benchmark(True), torch.inference_mode():
-        latency, throughput = time_latency_and_throughput(run_batch, dev, policy, throughput_batch)
-    protocol = Protocol(
-        device=str(dev), device_name=device_name(dev), threads=used_threads, batch=1,
-        throughput_batch=throughput_batch, input_size=input_size, in_chans=in_chans,
-        dtype=str(dtype).removeprefix("torch."), runtime=_runtime(model), torch=torch.__version__,
-        folded=folded, rel_ci=policy.rel_ci, max_time_s=policy.max_time_s,
-    )
+    with cpu_threads(protocol.threads), cudnn_benchmark(True), torch.inference_mode():
+        latency, throughput = time_latency_and_throughput(run_batch, dev, policy, protocol.throughput_batch)
     return Measurement.from_timing(latency, throughput, flops, protocol)
 
 
@@ -271,8 +316,8 @@ def measure_spec(spec, *, fold: bool = True, **kwargs: Any) -> Measurement:
     model = build_model(spec).eval()
     if fold:  # for the target device and thread count, so that its forward mode is the one measured fastest there
         dev = resolve_device(kwargs.get("device", "cpu"))
-        threads = kwargs.get("threads") or (1 if dev.type == "cpu" else None)
-        with cpu_threads(threads):
+        threads = kwargs.get("threads")
+        with cpu_threads(default_threads(dev) if threads is None else threads):
             model = for_inference(model, device=dev)
     kwargs.setdefault("input_size", spec.input_size)
     kwargs.setdefault("in_chans", spec.in_chans)

@@ -10,9 +10,16 @@ from .spec import ArchSpec
 
 
 class FasterNet(nn.Module):
+    """The training-form FasterNet of one ArchSpec, with the official release's state-dict layout.
+
+    forward(x) = forward_head(forward_features(x)), as in timm: (B, in_chans, H, W) -> (B, num_classes).
+    """
+
     def __init__(self, spec: ArchSpec):
         super().__init__()
         self.spec = spec
+        #: Width of the pre-logits features (forward_head(..., pre_logits=True)): the spec's feature_dim.
+        self.num_features = spec.feature_dim
         widths = spec.stage_widths
         self.patch_embed = PatchEmbed(spec)
         total = sum(spec.depths)
@@ -38,11 +45,18 @@ class FasterNet(nn.Module):
         self.apply(_init_weights)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's feature map: (B, stage_widths[-1], h, w), before pooling."""
         return self.stages(self.patch_embed(x))
 
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Pool, 1x1 conv to feature_dim and activation, then the classifier: (B, num_classes).
+
+        pre_logits=True stops before the classifier and returns the (B, feature_dim) features."""
+        x = torch.flatten(self.avgpool_pre_head(x), 1)
+        return x if pre_logits else self.head(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.avgpool_pre_head(self.forward_features(x))
-        return self.head(torch.flatten(x, 1))
+        return self.forward_head(self.forward_features(x))
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -54,4 +68,5 @@ def _init_weights(module: nn.Module) -> None:
 
 
 def build_model(spec: ArchSpec) -> FasterNet:
+    """A freshly initialised training-form FasterNet for `spec` (official init and state-dict keys)."""
     return FasterNet(spec)

@@ -8,6 +8,7 @@ _COMMON = dict(partial_ratio=0.25, kernel_size=3, mlp_ratio=2.0, norm="bn", feat
                patch_size=4, patch_stride=4, merge_size=2, merge_stride=2, in_chans=3,
                num_classes=1000, input_size=224, layer_scale_init_value=0.0, pconv_forward="split_cat")
 
+#: The six official configs by short key (t0, t1, t2, s, m, l); equal to the shipped spaces/fasternet_KEY.yaml.
 NAMED_SPECS: dict[str, ArchSpec] = {
     "t0": ArchSpec(name="fasternet_t0", embed_dim=40, depths=(1, 2, 8, 2), act="gelu", drop_path_rate=0.0, **_COMMON),
     "t1": ArchSpec(name="fasternet_t1", embed_dim=64, depths=(1, 2, 8, 2), act="gelu", drop_path_rate=0.02, **_COMMON),
@@ -21,12 +22,24 @@ NAMED_SPECS: dict[str, ArchSpec] = {
 NAMED_LABELS = {spec.name: key.upper() for key, spec in NAMED_SPECS.items()}
 
 
+def named_names() -> str:
+    """The names a named config is asked for by, for messages: 't0, t1, ... (or fasternet_t0 .. fasternet_l)'."""
+    keys = list(NAMED_SPECS)
+    return f"{', '.join(keys)} (or fasternet_{keys[0]} .. fasternet_{keys[-1]}, any case)"
+
+
+def find_named(name: str) -> ArchSpec | None:
+    """The named config called `name` (`t0`, `T0`, `fasternet_t0`, `fasternet_t0.yaml`), or None."""
+    key = name.lower().removesuffix(".yaml").removeprefix("fasternet_")
+    return NAMED_SPECS.get(key)
+
+
 def named_spec(key: str) -> ArchSpec:
-    """A named config by short key (`t0`) or full name (`fasternet_t0`)."""
-    key = key.lower().removeprefix("fasternet_")
-    if key not in NAMED_SPECS:
-        raise KeyError(f"unknown named config {key!r}; allowed: " + ", ".join(NAMED_SPECS))
-    return NAMED_SPECS[key]
+    """A named config by short key (`t0`) or full name (`fasternet_t0`); KeyError listing the names otherwise."""
+    spec = find_named(key)
+    if spec is None:
+        raise KeyError(f"unknown named config {key!r}; allowed: {named_names()}")
+    return spec
 
 
 def named_label(spec: ArchSpec) -> str | None:
@@ -38,6 +51,7 @@ def named_label(spec: ArchSpec) -> str | None:
 
 
 def same_architecture(a: ArchSpec, b: ArchSpec) -> bool:
+    """Whether two specs build the same network (name and training-only fields ignored)."""
     ignore = {"name", "drop_path_rate", "pconv_forward", "num_classes", "in_chans", "input_size"}
     da, db = a.to_dict(), b.to_dict()
     da.setdefault("widths", list(a.stage_widths))

@@ -16,7 +16,7 @@ from .measure import (
     TimingPolicy,
     cpu_threads,
     cudnn_benchmark,
-    device_name,
+    default_throughput_batch,
     resolve_device,
     time_callable,
 )
@@ -122,10 +122,11 @@ def bench_operators(width: int = 96, resolution: int = 56, device: str = "cpu", 
                     policy: TimingPolicy = TimingPolicy(max_time_s=3.0)) -> tuple[list[OperatorRow], Protocol]:
     """The table's rows, and the protocol they were measured under."""
     dev = resolve_device(device)
-    threads = threads if threads is not None else (1 if dev.type == "cpu" else None)
-    batch = batch_size or (1 if dev.type == "cpu" else 32)
+    batch = batch_size or default_throughput_batch(dev)  # one batch for all: the throughput protocol
+    protocol = Protocol.for_device(dev, threads=threads, batch=batch, throughput_batch=batch, input_size=resolution,
+                                   in_chans=width, runtime="pytorch-eager", policy=policy, folded=None)
     rows = []
-    with cpu_threads(threads) as used_threads, cudnn_benchmark(True), torch.inference_mode():
+    with cpu_threads(protocol.threads), cudnn_benchmark(True), torch.inference_mode():
         for channels, size in stage_shapes(width, resolution):
             x = torch.randn(batch, channels, size, size, generator=torch.Generator().manual_seed(0)).to(dev)
             for name in operators:
@@ -134,10 +135,6 @@ def bench_operators(width: int = 96, resolution: int = 56, device: str = "cpu", 
                 flops = operator_flops(name, channels, size)
                 rows.append(OperatorRow(name, OPERATOR_LABELS[name], channels, size, batch, flops,
                                         timing.median_ms, flops * batch / (timing.median_ms / 1e3)))
-    protocol = Protocol(device=str(dev), device_name=device_name(dev), threads=used_threads, batch=batch,
-                        throughput_batch=batch, input_size=resolution, in_chans=width, dtype="float32",
-                        runtime="pytorch-eager", torch=torch.__version__, folded=False, rel_ci=policy.rel_ci,
-                        max_time_s=policy.max_time_s)
     return rows, protocol
 
 

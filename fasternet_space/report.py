@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .cost import CostReport
+from .measure import Protocol
 from .named import named_label
 from .spec import ArchSpec
 
@@ -69,13 +70,12 @@ def format_summary(summary: dict[str, Any]) -> str:
                   f"FLOPs {summary['flops']:,} ({human(summary['flops'])} multiply-adds), "
                   f"memory access {human(summary['memory_access'])} elements"]
     if "latency_ms" in summary:
-        p = summary["protocol"]
-        size = summary.get("measured_input_size", p["input_size"])
+        protocol = Protocol.from_dict(summary["protocol"])
+        size = summary.get("measured_input_size", protocol.input_size)
         at = "" if size == summary["input_size"] else f" (FLOPs there {human(summary['measured_flops'])})"
         lines.append(
-            f"measured at {size}x{size}{at}: latency {summary['latency_ms']:.3f} ms (batch 1), "
-            f"throughput {summary['throughput']:.1f} img/s "
-            f"(batch {p['throughput_batch']}), {human(summary['flops_per_s'], 'FLOPS')} on {p['device_name']} "
-            f"[{p['device']}, {p['threads']} thread(s), {p['runtime']}, torch {p['torch']}]"
+            f"measured at {size}x{size}{at}: latency {summary['latency_ms']:.3f} ms, "
+            f"throughput {summary['throughput']:.1f} img/s, {human(summary['flops_per_s'], 'FLOPS')}; "
+            f"protocol: {protocol.describe()}"
         )
     return "\n".join(lines)

@@ -292,6 +292,19 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def load_spec(path: str | Path) -> ArchSpec:
+    """The ArchSpec in a spec YAML file, or the named config of that name (`t0`, `T0`, `fasternet_t0`).
+
+    A path that exists is always read as a file; otherwise a named-config name gives that config (the
+    same values as the shipped `spaces/fasternet_*.yaml`); otherwise a one-line SpecError says the file
+    is not found and lists the names allowed. Invalid content: SpecError naming the file and field.
+    """
+    if not Path(path).exists():
+        from .named import find_named, named_names  # named.py imports this module
+
+        named = find_named(str(path)) if Path(path).name == str(path) else None
+        if named is not None:
+            return named
+        raise SpecError(None, f"file not found, and not a named config; allowed names: {named_names()}", str(path))
     data = read_yaml(path)
     try:
         return ArchSpec.from_dict(data)
@@ -302,10 +315,12 @@ def load_spec(path: str | Path) -> ArchSpec:
 
 
 def dump_spec(spec: ArchSpec) -> str:
+    """The spec as YAML text, fields in schema order; load_spec reads it back to an equal spec."""
     return yaml.safe_dump(spec.to_dict(), sort_keys=False, default_flow_style=None)
 
 
 def save_spec(spec: ArchSpec, path: str | Path) -> Path:
+    """Writes dump_spec(spec) to `path` (creating its folder) and returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(dump_spec(spec))

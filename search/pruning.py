@@ -1,8 +1,8 @@
 """Stopping rules over the per-epoch proxy accuracy of a multi-objective study.
 
-Optuna's pruners read intermediate values, and `Trial.report` is not supported for
-multi-objective studies, so each trial stores its per-epoch top-1 as the `proxy_curve` user
-attribute and these rules (Optuna's median and percentile stopping rules) read it from there.
+Optuna's pruners read intermediate values, and `Trial.report` is not supported for multi-objective
+studies, so each trial stores its per-epoch top-1 in its record (`TrialRecord.curve`) and these rules
+(Optuna's median and percentile stopping rules) compare a running trial with earlier ones there.
 """
 
 from __future__ import annotations
@@ -13,7 +13,19 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from .errors import SearchError
+from .trial import TrialRecord
+
 PRUNERS = ("median", "percentile", "none")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A pruning decision with what it compared: the threshold and how many earlier trials set it."""
+
+    prune: bool
+    threshold: float | None = None
+    compared: int = 0
 
 
 @dataclass(frozen=True)
@@ -25,18 +37,17 @@ class CurvePruner:
     def describe(self) -> str:
         return "median" if self.percentile == 50 else f"{self.percentile:g}th percentile"
 
-    def should_prune(self, study: optuna.Study, trial_number: int, curve: list[float]) -> bool:
+    def judge(self, study: optuna.Study, trial_number: int, curve: list[float]) -> Verdict:
         epoch = len(curve) - 1
         if len(curve) <= self.n_warmup_epochs:
-            return False
-        others = [
-            t.user_attrs["proxy_curve"][epoch]
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-            if t.number != trial_number and len(t.user_attrs.get("proxy_curve") or []) > epoch
-        ]
-        if not others or len(others) < self.n_startup_trials:
-            return False
-        return curve[epoch] < float(np.percentile(others, self.percentile))
+            return Verdict(False)
+        records = (TrialRecord.from_trial(t) for t in
+                   study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+        others = [r.curve[epoch] for r in records if r.number != trial_number and len(r.curve) > epoch]
+        if len(others) < max(self.n_startup_trials, 1):
+            return Verdict(False)
+        threshold = float(np.percentile(others, self.percentile))
+        return Verdict(curve[epoch] < threshold, threshold, len(others))
 
 
 def make_pruner(name: str, warmup_epochs: int = 1) -> CurvePruner | None:
@@ -46,4 +57,4 @@ def make_pruner(name: str, warmup_epochs: int = 1) -> CurvePruner | None:
         return CurvePruner(25.0, n_warmup_epochs=warmup_epochs)
     if name == "none":
         return None
-    raise ValueError(f"unknown pruner {name!r}; allowed: {', '.join(PRUNERS)}")
+    raise SearchError("pruner", repr(name), f"not known; allowed: {', '.join(PRUNERS)}")

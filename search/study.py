@@ -1,18 +1,14 @@
-"""The Optuna study: storage, sampler, named configs enqueued first, resume, and the run loop."""
+"""The Optuna study: sampler, named configs enqueued first, resume, workers, and the run loop."""
 
 from __future__ import annotations
 
-import hashlib
-import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import RDBStorage
 from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 
@@ -20,64 +16,17 @@ from fasternet_space import NAMED_SPECS
 from fasternet_space.data import Dataset, load_dataset
 from fasternet_space.spec import SpecError
 
-from .objective import Objective, ObjectiveConfig
+from .config import SAMPLERS, SearchConfig
+from .errors import SearchError
+from .objective import Objective
 from .pruning import make_pruner
 from .space import SearchSpace
+from .storage import fail_stale_trials, make_storage, redact
+from .trial import Key
+from .workers import start_workers, wait_for_workers
 
-SAMPLERS = ("tpe", "nsga2", "random", "gp", "grid")
 DIRECTIONS = ["maximize", "minimize"]  # proxy_acc, latency_ms
-DEFAULT_STORAGE = "sqlite:///fasternet_studies.db"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-
-
-class SearchError(ValueError):
-    """A search setting that is not allowed (budget, storage, sampler, study); one line for the user."""
-
-
-def parse_budget(text: str) -> float:
-    """'20ms', '0.02s' or '20' (milliseconds) -> 20.0."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|s)?\s*", str(text))
-    if not match or float(match[1]) <= 0:
-        raise SearchError(f"--latency-budget {text!r} is not a latency; allowed: a positive number with unit ms or s "
-                          "(20ms, 0.02s) or a plain number of ms (20)")
-    value = float(match[1])
-    return value * 1e3 if match[2] == "s" else value
-
-
-@dataclass
-class SearchConfig:
-    space_path: Path
-    budget_ms: float
-    device: str = "cpu"
-    n_trials: int = 40
-    timeout_s: float | None = None
-    seed: int = 0
-    sampler: str = "tpe"
-    pruner: str = "percentile"
-    storage: str = DEFAULT_STORAGE
-    study_name: str | None = None
-    data: str = "digits"
-    named: bool = True
-    heartbeat_s: int = 10  # a running trial silent for 3x this long is failed and retried
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
-    max_train_samples: int | None = 5000
-    max_test_samples: int | None = 2000
-    worker_index: int = 0  # workers sharing a study sample with different seeds
-
-    def setting(self) -> dict[str, Any]:
-        """What makes two trials' numbers comparable; a study resumes only with the same setting."""
-        proxy = self.objective.proxy
-        return {"budget_ms": self.budget_ms, "device": self.device, "data": self.data,
-                "threads": self.objective.threads, "proxy_epochs": proxy.epochs,
-                "proxy_resolution": proxy.resolution, "proxy_batch_size": proxy.batch_size, "proxy_lr": proxy.lr,
-                "max_train_samples": self.max_train_samples, "space": str(self.space_path),
-                "space_sha256": hashlib.sha256(Path(self.space_path).read_bytes()).hexdigest()}
-
-    def resolved_study_name(self, space: SearchSpace) -> str:
-        if self.study_name:
-            return self.study_name
-        data = re.sub(r"[^A-Za-z0-9]+", "-", self.data.split(":")[0])
-        return f"{space.name}-{self.device.replace(':', '')}-{self.budget_ms:g}ms-{data}"
 
 
 def make_sampler(name: str, space: SearchSpace, seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
@@ -92,29 +41,30 @@ def make_sampler(name: str, space: SearchSpace, seed: int, n_trials: int) -> opt
         try:
             import scipy  # noqa: F401
         except ImportError:
-            raise SearchError("--sampler gp needs scipy; allowed: pip install -e '.[gp]', or another sampler: "
+            raise SearchError("sampler", "gp", "needs scipy; allowed: pip install -e '.[gp]', or another sampler: "
                               + ", ".join(s for s in SAMPLERS if s != "gp")) from None
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=min(10, max(2, n_trials // 3)))
     if name == "grid":
         grid = space.grid()
         if grid is None:
-            raise SearchError(f"--sampler grid needs a finite space; {space.source or space.name} has a continuous "
-                              "range; allowed: choices, integer ranges or stepped ranges only")
+            raise SearchError("sampler", "grid", f"needs a finite space; {space.source or space.name} has a "
+                              "continuous range; allowed: choices, integer ranges or stepped ranges only")
         return optuna.samplers.GridSampler(grid, seed=seed)
-    raise SearchError(f"--sampler {name!r} is not known; allowed: {', '.join(SAMPLERS)}")
+    raise SearchError("sampler", repr(name), f"not known; allowed: {', '.join(SAMPLERS)}")
 
 
 def open_study(config: SearchConfig, space: SearchSpace) -> tuple[optuna.Study, bool]:
     """Creates the study, or loads it to resume: (study, created here). Creation is atomic in the storage,
     so of several workers started at once exactly one creates it. A resumed study must have the same setting."""
     storage = make_storage(config.storage, config.heartbeat_s)
-    name = config.resolved_study_name(space)
+    name = config.resolved_study_name(space.name)
     # Workers, and a resumed run, must not replay the same random suggestions: offset the seed by the
-    # worker and by the trials already there (a single fresh run keeps exactly --seed).
+    # worker and by the trials already there (a single fresh run keeps exactly the configured seed).
     existing = _trial_count(storage, name)
     sampler = make_sampler(config.sampler, space, config.seed + 1000 * config.worker_index + existing,
                            config.n_trials)
     setting = config.setting()
+    where = redact(config.storage)
     try:
         study = optuna.create_study(storage=storage, study_name=name, directions=DIRECTIONS, sampler=sampler)
         study.set_user_attr("setting", setting)
@@ -123,8 +73,8 @@ def open_study(config: SearchConfig, space: SearchSpace) -> tuple[optuna.Study, 
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(storage=storage, study_name=name, sampler=sampler)
     if list(study.directions) != [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]:
-        raise SearchError(f"study {name!r} in {config.storage} is not a fasternet-space search; allowed: "
-                          "another --study-name")
+        raise SearchError("study_name", repr(name), f"the study in {where} is not a fasternet-space search; "
+                          "allowed: another study name")
     stored = study.user_attrs.get("setting")
     if stored is None:  # created by another worker a moment ago, which is setting it now
         time.sleep(1.0)
@@ -132,8 +82,8 @@ def open_study(config: SearchConfig, space: SearchSpace) -> tuple[optuna.Study, 
     differ = [k for k in setting if k != "space" and stored.get(k) != setting[k]]
     if differ:
         was = ", ".join(f"{k} {_show(stored.get(k))}" for k in differ)
-        raise SearchError(f"study {name!r} in {config.storage} was made with {was}; allowed: the same setting to "
-                          "resume it (numbers measured otherwise are not comparable), or another --study-name")
+        raise SearchError("study_name", repr(name), f"the study in {where} was made with {was}; allowed: the same "
+                          "setting to resume it (numbers measured otherwise are not comparable), or another study name")
     return study, False
 
 
@@ -141,7 +91,7 @@ def _show(value: Any) -> str:
     return "another version of the file" if isinstance(value, str) and len(value) == 64 else str(value)
 
 
-def _trial_count(storage: RDBStorage, name: str) -> int:
+def _trial_count(storage: optuna.storages.BaseStorage, name: str) -> int:
     try:
         return len(optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False))
     except KeyError:
@@ -154,7 +104,7 @@ def enqueue_named(study: optuna.Study, space: SearchSpace) -> list[str]:
     for key, spec in NAMED_SPECS.items():
         params = space.params_for(spec)
         if params is not None:
-            study.enqueue_trial(params, user_attrs={"named": key.upper(), "spec_name": spec.name})
+            study.enqueue_trial(params, user_attrs={Key.NAMED: key.upper(), Key.SPEC_NAME: spec.name})
             enqueued.append(key.upper())
     return enqueued
 
@@ -168,11 +118,11 @@ def check_space(space: SearchSpace, dataset: Dataset, samples: int = 32) -> None
         except SpecError as exc:
             problems.append(str(exc))
     if not specs:
-        raise SearchError(f"{space.source or space.name}: no valid network in {samples} random suggestions "
+        raise SearchError("space", space.source or space.name, f"no valid network in {samples} random suggestions "
                           f"(e.g. {problems[0]}); allowed: a space whose points are valid specs")
     smallest = min(spec.min_input_size() for spec in specs)
     if dataset.resolution < smallest:
-        raise SearchError(f"--proxy-resolution {dataset.resolution} is too small for this space's patch and merge "
+        raise SearchError("proxy_resolution", dataset.resolution, "too small for this space's patch and merge "
                           f"layers; allowed: >= {smallest}")
 
 
@@ -182,33 +132,39 @@ def count_finished(study: optuna.Study) -> int:
 
 @dataclass
 class SearchOutcome:
+    """What a run of `run_search` did: the study, whether it was interrupted, what it enqueued and cleaned up."""
+
     study: optuna.Study
     interrupted: bool = False
     enqueued: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
+    failed_workers: int = 0  # extra worker processes that ended with an error
+    stale_failed: list[int] = field(default_factory=list)  # trials of dead workers failed by this run
 
 
 def run_search(config: SearchConfig, on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
                on_start: Callable[[optuna.Study, list[str]], None] | None = None,
                stop: threading.Event | None = None) -> SearchOutcome:
-    """Runs (or resumes) the study until it holds `n_trials` finished trials or the timeout passes.
+    """Runs (or resumes) the study until it holds `n_trials` finished trials or the timeout passes,
+    with `config.workers - 1` extra processes on this machine sharing it through the storage.
 
     Setting `stop` (e.g. from a SIGINT handler) ends the run: training polls it every step, and the
     study stops after the current trial even where a KeyboardInterrupt was swallowed on its way up."""
+    config.validate()
     stop = stop or threading.Event()
-    space = SearchSpace.from_yaml(config.space_path)
-    if config.n_trials < 1:
-        raise SearchError(f"--n-trials {config.n_trials}: allowed: a positive integer")
-    dataset = load_dataset(config.data, config.objective.proxy.resolution, seed=config.seed,
+    space = SearchSpace.from_yaml(config.space)
+    dataset = load_dataset(config.data, config.proxy.resolution, seed=config.seed,
                            max_train=config.max_train_samples, max_test=config.max_test_samples)
     check_space(space, dataset)
     study, created = open_study(config, space)
-    enqueued = enqueue_named(study, space) if config.named and created else []
+    outcome = SearchOutcome(study)
+    outcome.stale_failed = fail_stale_trials(study)
+    outcome.enqueued = enqueue_named(study, space) if config.named and created else []
     if on_start is not None:
-        on_start(study, enqueued)
-    objective = Objective(space, dataset, config.objective, make_pruner(config.pruner), stop=stop)
+        on_start(study, outcome.enqueued)
+    workers = start_workers(config, study.study_name, config.workers - 1)
+    objective = Objective(space, dataset, config, make_pruner(config.pruner), stop=stop)
     start = time.perf_counter()
-    outcome = SearchOutcome(study, enqueued=enqueued)
     remaining = config.n_trials - count_finished(study)
 
     def stop_when_asked(study: optuna.Study, trial: FrozenTrial) -> None:
@@ -226,6 +182,9 @@ def run_search(config: SearchConfig, on_trial: Callable[[optuna.Study, FrozenTri
                            catch=(Exception,), gc_after_trial=True)
     except KeyboardInterrupt:
         stop.set()
+    finally:
+        outcome.failed_workers = wait_for_workers(workers)
+    outcome.stale_failed += fail_stale_trials(study)
     outcome.interrupted = stop.is_set()
     outcome.elapsed_s = time.perf_counter() - start
     return outcome

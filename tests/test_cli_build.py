@@ -1,9 +1,11 @@
 import json
 
+import pytest
 import torch
 import yaml
 
 from fasternet_space import NAMED_SPECS, build_model
+from fasternet_space.checkpoint import CheckpointError, load_model
 from tests.cli_helpers import assert_one_line_error, run_cli
 
 
@@ -33,6 +35,12 @@ def test_build_saves_and_loads_weights(tmp_path):
     assert run_cli("build", "--spec", str(spec_path), "--out", str(out)).returncode == 0
     saved = torch.load(out, weights_only=True)
     assert saved["spec"]["name"] == "small"
+    loaded = load_model(out)  # the library reads back what build --out wrote: same spec, same weights
+    assert loaded.spec == spec
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in saved["state_dict"].items())
+    with pytest.raises(CheckpointError, match="not a model saved by save_model"):
+        torch.save({"weights": 1}, tmp_path / "other.pt")
+        load_model(tmp_path / "other.pt")
     result = run_cli("build", "--spec", str(spec_path), "--weights", str(out))
     assert result.returncode == 0, result.stderr
     assert "loaded official-format weights" in result.stdout

@@ -7,16 +7,26 @@ import yaml
 from fvcore.nn import FlopCountAnalysis
 
 from fasternet_space import NAMED_SPECS, build_model, count, for_inference
-from fasternet_space.measure import DeviceError, TimingPolicy, measure_spec, median_ci, resolve_device
+from fasternet_space.errors import InputError
+from fasternet_space.measure import (
+    DeviceError,
+    Protocol,
+    default_threads,
+    default_throughput_batch,
+    measure_spec,
+    median_ci,
+    resolve_device,
+)
 from fasternet_space.operators import OPERATORS, bench_operators, make_operator, operator_flops
 from tests.cli_helpers import assert_one_line_error, run_cli
+from tests.conftest import QUICK_TIMING
 
 SMALL = NAMED_SPECS["t0"].replace(name="t0_64", input_size=64, num_classes=10)
-QUICK = TimingPolicy(warmup=2, min_repeats=5, max_time_s=1.0, rel_ci=0.05)
 
 
 def test_measurement_carries_its_protocol_and_finite_numbers():
-    m = measure_spec(SMALL, policy=QUICK)
+    before = torch.get_num_threads()
+    m = measure_spec(SMALL, policy=QUICK_TIMING)
     p = m.protocol
     assert (p.device, p.threads, p.batch, p.throughput_batch, p.input_size, p.dtype, p.folded) == (
         "cpu", 1, 1, 1, 64, "float32", True)
@@ -25,23 +35,63 @@ def test_measurement_carries_its_protocol_and_finite_numbers():
         assert math.isfinite(value) and value > 0
     assert m.latency_ci_ms[0] <= m.latency_ms <= m.latency_ci_ms[1]
     assert m.flops_per_s == pytest.approx(count(SMALL).flops / (m.latency_ms / 1e3))
-    assert m.repeats >= QUICK.min_repeats
-    assert torch.get_num_threads() != 0  # thread count restored (checked precisely below)
+    assert m.repeats >= QUICK_TIMING.min_repeats
+    assert torch.get_num_threads() == before  # the 1-thread protocol did not leak out
 
 
 def test_threads_are_restored_and_throughput_batch_is_honoured():
     before = torch.get_num_threads()
-    m = measure_spec(SMALL, policy=QUICK, threads=1, throughput_batch=4)
+    m = measure_spec(SMALL, policy=QUICK_TIMING, threads=2, throughput_batch=4)
     assert torch.get_num_threads() == before
-    assert m.protocol.throughput_batch == 4
+    assert (m.protocol.threads, m.protocol.throughput_batch) == (2, 4)
     assert m.throughput > 0
 
 
-def test_repeated_measurements_agree():
-    # A shared, noisy machine: agreement within a factor of 1.6 is what it allows, not a speed claim.
-    a = measure_spec(SMALL, policy=QUICK).latency_ms
-    b = measure_spec(SMALL, policy=QUICK).latency_ms
-    assert 1 / 1.6 < a / b < 1.6
+def test_paper_defaults_per_device():
+    # torch.device objects only: nothing runs on them, so the GPU defaults are checked without a GPU.
+    assert (default_threads(torch.device("cpu")), default_throughput_batch(torch.device("cpu"))) == (1, 1)
+    for name in ("cuda", "cuda:1", "mps"):
+        assert default_threads(torch.device(name)) == torch.get_num_threads()
+        assert default_throughput_batch(torch.device(name)) == 32
+
+
+def test_protocol_for_device_fills_defaults_and_keeps_what_is_given(monkeypatch):
+    monkeypatch.setattr("fasternet_space.measure.device_name", lambda device: "Some GPU")
+    cuda = Protocol.for_device(torch.device("cuda", 0), input_size=224, in_chans=3, runtime="pytorch-eager",
+                               policy=QUICK_TIMING)
+    assert (cuda.device, cuda.device_name, cuda.batch, cuda.throughput_batch, cuda.dtype) == (
+        "cuda:0", "Some GPU", 1, 32, "float32")
+    assert (cuda.threads, cuda.rel_ci, cuda.max_time_s) == (torch.get_num_threads(), 0.1, 0.5)
+    cpu = Protocol.for_device(torch.device("cpu"), threads=3, throughput_batch=8, input_size=64, in_chans=1,
+                              runtime="x", dtype=torch.float16, folded=False)
+    assert (cpu.threads, cpu.batch, cpu.throughput_batch, cpu.dtype, cpu.folded) == (3, 1, 8, "float16", False)
+
+
+def _protocol(**changes):
+    fields = dict(device="cpu", device_name="Test CPU", threads=1, batch=1, throughput_batch=1, input_size=224,
+                  in_chans=3, dtype="float32", runtime="pytorch-eager (onednn)", torch="2.5.0", folded=True,
+                  rel_ci=0.02, max_time_s=10.0)
+    return Protocol(**{**fields, **changes})
+
+
+def test_describe_is_one_line_with_the_whole_protocol():
+    line = _protocol().describe()
+    assert line == ("Test CPU (cpu), 1 thread, batch 1, input 3x224x224, float32, pytorch-eager (onednn), "
+                    "torch 2.5.0, BatchNorm folded")
+    gpu = _protocol(device="cuda:0", device_name="H100", threads=8, throughput_batch=32, folded=False).describe()
+    assert gpu.startswith("H100 (cuda:0), 8 threads, batch 1, throughput batch 32, input 3x224x224")
+    assert gpu.endswith("BatchNorm not folded") and "\n" not in gpu
+
+
+def test_protocol_dict_round_trip_and_older_records():
+    protocol = _protocol(threads=4, throughput_batch=16, folded=False)
+    assert Protocol.from_dict(json.loads(json.dumps(protocol.to_dict()))) == protocol
+    old = {"device": "cpu", "device_name": "Old CPU", "threads": 1, "batch": 1, "input_size": 224, "dtype": "float32",
+           "runtime": "pytorch-eager", "torch": "2.1.0", "retired_key": "ignored"}
+    restored = Protocol.from_dict(old)
+    assert (restored.throughput_batch, restored.in_chans, restored.folded, restored.rel_ci) == (None, None, None, None)
+    assert restored.describe() == "Old CPU (cpu), 1 thread, batch 1, input 224x224, float32, pytorch-eager, torch 2.1.0"
+    assert Protocol.from_dict({}).describe() == "unknown device"
 
 
 def test_median_confidence_interval():
@@ -52,11 +102,23 @@ def test_median_confidence_interval():
 
 def test_device_errors():
     assert resolve_device("cpu").type == "cpu"
-    with pytest.raises(DeviceError, match="unknown device 'tpu'"):
+    with pytest.raises(DeviceError, match="unknown device") as caught:
         resolve_device("tpu")
+    assert isinstance(caught.value, InputError) and caught.value.parameter == "device"
+    assert str(caught.value) == "device 'tpu': unknown device; allowed: cpu, cuda, cuda:N, mps"
+    assert caught.value.message("--device").startswith("--device 'tpu': unknown device")
     if not torch.cuda.is_available():
-        with pytest.raises(DeviceError, match="not available"):
+        with pytest.raises(DeviceError, match="device 'cuda': is not available"):
             resolve_device("cuda")
+
+
+def test_export_errors_name_their_parameter():
+    from fasternet_space.export import ExportError, check_onnx_path
+
+    with pytest.raises(ExportError) as caught:
+        check_onnx_path("model.tflite")
+    assert isinstance(caught.value, InputError) and caught.value.parameter == "path"
+    assert str(caught.value) == "path model.tflite: allowed: a path ending in .onnx"
 
 
 @pytest.mark.parametrize("name", OPERATORS)
@@ -68,8 +130,9 @@ def test_operator_flops_are_exact(name):
 
 
 def test_operator_table_rows():
-    rows, protocol = bench_operators(width=16, resolution=16, policy=QUICK)
-    assert (protocol.device, protocol.threads, protocol.batch) == ("cpu", 1, 1)
+    rows, protocol = bench_operators(width=16, resolution=16, policy=QUICK_TIMING)
+    assert (protocol.device, protocol.threads, protocol.batch, protocol.throughput_batch) == ("cpu", 1, 1, 1)
+    assert (protocol.input_size, protocol.in_chans, protocol.folded) == (16, 16, None)
     assert [(r.channels, r.size) for r in rows[:: len(OPERATORS)]] == [(16, 16), (32, 8), (64, 4), (128, 2)]
     assert len(rows) == 4 * len(OPERATORS)
     conv = next(r for r in rows if r.operator == "conv" and r.channels == 16)

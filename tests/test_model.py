@@ -118,3 +118,19 @@ def test_checkpoint_mismatch_names_the_keys(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
         load_checkpoint(build_model(NAMED_SPECS["t0"]), tmp_path / "junk.pth")
+
+
+def test_forward_is_forward_head_of_forward_features():
+    rng = random.Random(3)
+    for spec in [NAMED_SPECS["t0"].replace(input_size=64)] + [random_spec(rng) for _ in range(5)]:
+        model = build_model(spec).eval()
+        randomize_batchnorm(model)
+        x = torch.randn(2, spec.in_chans, spec.input_size, spec.input_size)
+        with torch.no_grad():
+            feats = model.forward_features(x)
+            pre = model.forward_head(feats, pre_logits=True)
+            logits = model.forward_head(feats)
+            torch.testing.assert_close(model(x), logits, rtol=0, atol=0)
+        assert pre.shape == (2, spec.feature_dim) == (2, model.num_features)
+        assert logits.shape == (2, spec.num_classes)
+        torch.testing.assert_close(model.head(pre), logits, rtol=0, atol=0)

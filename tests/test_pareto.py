@@ -1,4 +1,8 @@
-"""Pareto plot and study reports, on small studies built by hand (no training, no timing)."""
+"""Study reports (Pareto figure, trials table, best spec), on small studies built by hand (no training, no timing).
+
+The studies are written as search.objective writes them (search.trial.TrialWriter) and read back only
+through TrialRecord.
+"""
 
 from __future__ import annotations
 
@@ -13,24 +17,26 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from fasternet_space import dump_spec, named_spec
-from search import pareto
-from search.objective import CONSTRAINT
-from search.pareto import (
-    ALLOWED_EXTENSIONS,
-    CSV_COLUMNS,
-    chromium_available,
-    export_study,
-    figure,
-    load_study,
-    pareto_command,
-    write_figure,
-)
-from search.study import SearchError
+from fasternet_space import count, named_spec
+from fasternet_space.measure import Measurement, Protocol
+from search import browser, figure_data
+from search.errors import SearchError
+from search.export import ALLOWED_EXTENSIONS, export_study, save_best_spec, write_report
+from search.figure import figure
+from search.figure_data import study_figure_data
+from search.space import SearchSpace
+from search.storage import load_study
+from search.table import FIXED_COLUMNS
+from search.trial import FAILED, INVALID, OVER_BUDGET, PRUNED, TRAINED, Key, TrialWriter, read_trials
 
 BUDGET = 20.0
 PROTOCOL = {"device": "cpu", "device_name": "Toy CPU", "threads": 1, "batch": 1, "throughput_batch": 1,
             "input_size": 224, "in_chans": 3, "dtype": "float32", "runtime": "pytorch-eager", "torch": "2.13.0+cpu"}
+_T0 = {k: v for k, v in named_spec("t0").to_dict().items() if k != "name"}
+# T0's space with three free parameters: embed_dim, depths[2] and act.
+SPACE = SearchSpace.from_dict({**_T0, "embed_dim": {"low": 32, "high": 96, "step": 8},
+                               "depths": [1, 2, {"low": 2, "high": 8}, 2], "act": {"choices": ["relu", "gelu"]}})
+PARAMS = ["act", "depths[2]", "embed_dim"]
 
 # (named, state, latency ms or None, proxy top-1 or None, embed_dim); over budget: latency > BUDGET, not trained.
 TRIALS = [
@@ -43,6 +49,7 @@ TRIALS = [
     (None, "FAIL", None, None, 72),      # failed before timing
     (None, "FAIL", 15.0, None, 80),      # failed while training
     (None, "COMPLETE", 15.0, 0.62, 88),  # front: most accurate
+    (None, "INVALID", None, None, 64),   # not a valid network
 ]
 
 
@@ -55,7 +62,8 @@ def _quiet():
 
 
 def make_study(tmp_path: Path | None, trials=TRIALS, name: str = "toy") -> tuple[optuna.Study, str | None]:
-    """A study as search.objective leaves it: attributes, the latency constraint, pruned and failed trials.
+    """A study as search.objective leaves it, written through TrialWriter: the searched parameters, cost,
+    measurement with the latency constraint, epochs, and pruned, failed and invalid trials.
 
     In SQLite under tmp_path, or in memory when tmp_path is None.
     """
@@ -64,36 +72,43 @@ def make_study(tmp_path: Path | None, trials=TRIALS, name: str = "toy") -> tuple
     study = optuna.create_study(storage=storage, study_name=name, directions=["maximize", "minimize"])
     study.set_user_attr("setting", {"budget_ms": BUDGET, "device": "cpu", "space": "spaces/fasternet.yaml",
                                     "data": "digits"})
+    protocol = Protocol.from_dict(PROTOCOL)
     for named, state, latency, acc, embed in trials:
+        depth = 8 if named else embed // 8 % 6 + 2  # the named configs have depths [1, 2, 8, 2], the rest not
+        act = "gelu" if named or embed % 16 else "relu"
+        study.enqueue_trial({"embed_dim": embed, "depths[2]": depth, "act": act},
+                            user_attrs={Key.NAMED: named} if named else None)
         trial = study.ask()
-        spec = named_spec("t0").replace(name=f"cand-{embed}", embed_dim=embed)
-        flops = 10_000_000 * embed
-        trial.set_user_attr("named", named)
-        trial.set_user_attr("spec_yaml", dump_spec(spec))
-        trial.set_user_attr("flops", flops)
-        trial.set_user_attr("params", 100_000 * embed)
+        writer = TrialWriter(trial)
+        spec = SPACE.suggest(trial, name=f"cand-{embed}")
+        if state == "INVALID":
+            writer.invalid("depths[2]: 2 is not allowed with embed_dim 64")
+            study.tell(trial, state=TrialState.PRUNED)
+            continue
+        writer.cost(spec, count(spec))
         if latency is None:
-            trial.set_user_attr("fail_reason", "RuntimeError: could not build")
+            writer.failure("RuntimeError: could not build")
             study.tell(trial, state=TrialState.FAIL)
             continue
-        trial.set_user_attr("latency_ms", latency)
-        trial.set_user_attr("flops_per_s", flops / (latency / 1e3))
-        trial.set_user_attr("protocol", PROTOCOL)
-        trial.set_constraint(CONSTRAINT, latency - BUDGET)
-        trial.set_user_attr("feasible", latency <= BUDGET)
-        if state == "PRUNED":
-            trial.set_user_attr("proxy_curve", [0.30, 0.33])
-            trial.set_user_attr("fail_reason", "pruned after epoch 2: top-1 0.330 below the median")
+        flops = count(spec).flops
+        within = writer.measurement(Measurement(
+            latency_ms=latency, latency_ci_ms=(latency * 0.98, latency * 1.03), repeats=30, stable=True,
+            throughput=1e3 / latency, flops_per_s=flops / (latency / 1e3), protocol=protocol), BUDGET)
+        if not within:
+            study.tell(trial, [0.0, latency])
+        elif state == "PRUNED":
+            writer.epoch([0.30])
+            writer.epoch([0.30, 0.33])
+            writer.pruned(2, 0.33, 0.40, "bottom quarter", 3)
             study.tell(trial, state=TrialState.PRUNED)
         elif state == "FAIL":
-            trial.set_user_attr("fail_reason", "out of memory while training")
+            writer.epoch([0.20])
+            writer.failure("out of memory while training")
             study.tell(trial, state=TrialState.FAIL)
-        elif latency > BUDGET:
-            trial.set_user_attr("proxy_acc", None)
-            study.tell(trial, [0.0, latency])
         else:
-            trial.set_user_attr("proxy_curve", [acc / 2, acc])
-            trial.set_user_attr("proxy_acc", acc)
+            writer.epoch([acc / 2])
+            writer.epoch([acc / 2, acc])
+            writer.accuracy(acc)
             study.tell(trial, [acc, latency])
     return study, storage
 
@@ -128,18 +143,32 @@ def one_line(exc: pytest.ExceptionInfo) -> str:
     return text
 
 
+def hover_of(fig, number: int) -> str:
+    return " ".join(h for tr in fig.data if tr.customdata is not None
+                    for n, h in zip(tr.customdata, tr.hovertext, strict=True) if int(n) == number)
+
+
+def test_records_of_the_toy_study(study):
+    """The fixture is what the tests below assume (statuses, front, reasons)."""
+    records = {r.number: r for r in read_trials(study)}
+    assert [records[n].status for n in range(len(TRIALS))] == [
+        TRAINED, TRAINED, TRAINED, OVER_BUDGET, OVER_BUDGET, PRUNED, FAILED, FAILED, TRAINED, INVALID]
+    assert {n for n, r in records.items() if r.pareto} == {t.number for t in study.best_trials} == {0, 1, 8}
+    assert all(records[n].reason for n in (3, 4, 5, 6, 7, 9))
+    assert records[0].params == {"embed_dim": 40, "depths[2]": 8, "act": "gelu"} and records[0].named == "T0"
+
+
 def test_figure_draws_every_measured_trial(study):
-    fig = figure(study)
+    fig = figure(study_figure_data(study))
     seen = plotted(fig)
-    for t in study.trials:
-        latency = t.user_attrs.get("latency_ms")
-        if t.state == TrialState.COMPLETE or latency is not None:
-            assert round(latency, 6) in seen.get(t.number, set()), (t.number, t.state)
-    assert 6 not in seen  # failed before it had a latency
-    front = {t.number for t in study.best_trials}
-    assert front == {0, 1, 8}
+    records = read_trials(study)
+    for r in records:
+        if r.latency_ms is not None:
+            assert round(r.latency_ms, 6) in seen.get(r.number, set()), (r.number, r.status)
+    assert 6 not in seen and 9 not in seen  # failed before it had a latency; invalid
+    front = {r.number for r in records if r.pareto}
     front_trace = next(tr for tr in fig.data if tr.name == "Pareto front" and tr.customdata is not None)
-    assert {int(n) for n in front_trace.customdata} == front
+    assert {int(n) for n in front_trace.customdata} == front == {0, 1, 8}
     over = next(tr for tr in fig.data if tr.name == "over budget (not trained)")
     assert {int(n) for n in over.customdata} == {3, 4} and len(set(over.y)) == 1
     trained_y = [y for tr in fig.data if tr.name and tr.name.startswith("trained") and tr.xaxis == "x" for y in tr.y]
@@ -148,8 +177,19 @@ def test_figure_draws_every_measured_trial(study):
     assert "trial #0 · T0" in hover and "embed_dim 40" in hover and "partial_ratio" in hover
 
 
+def test_hover_names_status_and_reason(study):
+    fig = figure(study_figure_data(study))
+    assert "(trained, on the Pareto front)" in hover_of(fig, 0)
+    assert "(trained, behind the front)" in hover_of(fig, 2)
+    over = hover_of(fig, 3)
+    assert "(over budget by 1.00 ms)" in over and "why: over budget: measured 21.00 ms" in over
+    pruned = hover_of(fig, 5)
+    assert "(pruned)" in pruned and "last epoch before pruning" in pruned and "stopped after epoch 2" in pruned
+    assert "(failed)" in hover_of(fig, 7) and "out of memory while training" in hover_of(fig, 7)
+
+
 def test_figure_labels_budget_title_and_axes(study):
-    fig = figure(study)
+    fig = figure(study_figure_data(study))
     texts = [a.text for a in fig.layout.annotations]
     assert "<b>T0</b>" in texts and "<b>T1</b>" in texts
     assert "budget 20 ms" in texts
@@ -157,63 +197,133 @@ def test_figure_labels_budget_title_and_axes(study):
     budget_lines = [s for s in fig.layout.shapes if s.type == "line" and s.x0 == s.x1]  # vertical
     assert budget_lines and all(s.x0 == BUDGET for s in budget_lines)
     assert "toy" in fig.layout.title.text and "Toy CPU" in fig.layout.title.text and "20 ms" in fig.layout.title.text
-    assert "1 thread" in fig.layout.title.subtitle.text and "torch 2.13.0+cpu" in fig.layout.title.subtitle.text
+    subtitle = fig.layout.title.subtitle.text
+    assert "1 thread" in subtitle and "torch 2.13.0+cpu" in subtitle
+    assert ("10 trials: 4 trained within budget (3 on the front), 2 over budget, 1 pruned, 2 failed, 1 invalid"
+            in subtitle)
     assert "(ms" in fig.layout.xaxis.title.text and "(ms" in fig.layout.xaxis2.title.text
     assert "(%)" in fig.layout.yaxis.title.text and "G multiply-adds" in fig.layout.yaxis2.title.text
     assert fig.layout.coloraxis.colorbar.title.text.replace("<br>", " ") == "achieved GFLOPS"
-    wider = figure(study, budget_ms=30.0)
+    wider = figure(study_figure_data(study, budget_ms=30.0))
     assert {s.x0 for s in wider.layout.shapes if s.type == "line" and s.x0 == s.x1} == {30.0}
 
 
+def test_figure_from_records(study):
+    """figure() takes records too; the budget and the name are then the caller's."""
+    fig = figure(read_trials(study), budget_ms=BUDGET, study_name="toy")
+    assert plotted(fig) == plotted(figure(study_figure_data(study)))
+    assert "study toy" in fig.layout.title.text
+    bare = figure(read_trials(study))
+    assert not [s for s in bare.layout.shapes if s.type == "line" and s.x0 == s.x1]  # no budget line
+
+
 def test_html_is_self_contained_and_labelled(study, tmp_path):
-    path = write_figure(study, tmp_path / "new" / "dir" / "pareto.html")
+    path = write_report(study, tmp_path / "new" / "dir" / "pareto.html")
     html = path.read_text()
     assert "T0" in html and "T1" in html
     assert "plotly.js v" in html and len(html) > 1_000_000  # plotly.js embedded
     assert re.search(r"<script[^>]*\ssrc=", html) is None  # no CDN or other external script
 
 
+EXPECTED_COLUMNS = [*FIXED_COLUMNS, *(f"param_{p}" for p in PARAMS), "reason", "spec_json"]
+
+
 def read_csv(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
-        assert tuple(reader.fieldnames) == CSV_COLUMNS
+        assert reader.fieldnames == EXPECTED_COLUMNS
         return list(reader)
 
 
-def test_csv_one_row_per_trial_and_front_agrees(study, tmp_path):
-    rows = read_csv(write_figure(study, tmp_path / "trials.csv"))
-    assert [int(r["number"]) for r in rows] == [t.number for t in study.trials]
-    front = {t.number for t in study.best_trials}
-    assert {int(r["number"]) for r in rows if r["pareto"] == "True"} == front
-    by_number = {int(r["number"]): r for r in rows}
-    assert by_number[3]["feasible"] == "False" and by_number[3]["proxy_acc"] == "" and by_number[3]["named"] == "T1"
-    assert by_number[5]["state"] == "PRUNED" and "pruned after epoch 2" in by_number[5]["reason"]
-    assert by_number[6]["state"] == "FAIL" and by_number[6]["latency_ms"] == ""
-    assert float(by_number[0]["proxy_acc"]) == 0.60 and float(by_number[0]["latency_ms"]) == 9.0
-    assert yaml.safe_load(by_number[8]["spec"])["embed_dim"] == 88
+def test_csv_one_line_per_trial_and_front_agrees(study, tmp_path):
+    path = write_report(study, tmp_path / "trials.csv")
+    assert len(path.read_text().splitlines()) == len(TRIALS) + 1  # header, then one line per trial
+    rows = read_csv(path)
+    records = {r.number: r for r in read_trials(study)}
+    assert [int(r["trial"]) for r in rows] == sorted(records)
+    assert {int(r["trial"]) for r in rows if r["pareto"] == "true"} == {n for n, r in records.items() if r.pareto}
+    by_number = {int(r["trial"]): r for r in rows}
+    over = by_number[3]
+    assert over["status"] == "over budget" and over["state"] == "COMPLETE" and over["named"] == "T1"
+    assert over["reason"].startswith("over budget: measured 21.00 ms") and over["proxy_top1"] == ""
+    assert over["over_budget_ms"] == "1.000" and over["epochs_trained"] == "0"
+    pruned = by_number[5]
+    assert pruned["status"] == "pruned" and pruned["state"] == "PRUNED" and "stopped after epoch 2" in pruned["reason"]
+    assert pruned["proxy_top1"] == "" and pruned["last_epoch_top1"] == "0.3300" and pruned["epochs_trained"] == "2"
+    assert by_number[6]["status"] == "failed" and by_number[6]["latency_ms"] == ""
+    assert by_number[6]["reason"] == "RuntimeError: could not build"
+    assert by_number[9]["status"] == "invalid" and by_number[9]["reason"].startswith("invalid spec: ")
+    assert by_number[9]["spec_json"] == "" and by_number[9]["param_embed_dim"] == "64"
+    assert all(r["reason"] for r in rows if r["status"] != "trained")
+    assert not any(r["reason"] for r in rows if r["status"] == "trained")
+    t0 = by_number[0]
+    assert t0["proxy_top1"] == "0.6000" and t0["last_epoch_top1"] == "0.6000" and t0["latency_ms"] == "9.000"
+    assert t0["latency_ci_low_ms"] == "8.820" and t0["latency_ci_high_ms"] == "9.270"
+    assert float(t0["over_budget_ms"]) == -11.0
+    assert json.loads(by_number[8]["spec_json"])["embed_dim"] == 88
 
 
-def test_json_rows_agree_with_best_trials(study, tmp_path):
-    rows = json.loads(write_figure(study, tmp_path / "trials.json").read_text())
-    assert len(rows) == len(study.trials) and all(tuple(r) == CSV_COLUMNS for r in rows)
-    assert {r["number"] for r in rows if r["pareto"]} == {t.number for t in study.best_trials}
+def test_csv_has_a_column_per_searched_parameter(study, tmp_path):
+    rows = read_csv(write_report(study, tmp_path / "trials.csv"))
+    records = {r.number: r for r in read_trials(study)}
+    for row in rows:
+        params = records[int(row["trial"])].params
+        assert {p: row[f"param_{p}"] for p in PARAMS} == {p: str(v) for p, v in params.items()}
+    assert rows[0]["param_depths[2]"] == "8" and rows[1]["param_depths[2]"] == "6"
+
+
+def test_csv_numbers_are_rounded_with_units_in_the_names(study, tmp_path):
+    rows = read_csv(write_report(study, tmp_path / "trials.csv"))
+    for name in ("latency_ms", "latency_ci_low_ms", "latency_ci_high_ms", "over_budget_ms", "gmacs",
+                 "achieved_gmacs_per_s", "params_m"):
+        assert name in rows[0]
+    assert not any("flops" in c for c in rows[0])  # multiply-adds are called so (gmacs), never FLOPs
+    records = {r.number: r for r in read_trials(study)}
+    for row in rows:
+        r = records[int(row["trial"])]
+        if r.flops is None:
+            assert row["gmacs"] == "" and row["params_m"] == ""
+            continue
+        assert len(row["gmacs"].replace(".", "").lstrip("0")) == 4  # 4 significant digits
+        assert float(row["gmacs"]) == pytest.approx(r.flops / 1e9, rel=1e-3)
+        assert float(row["params_m"]) == pytest.approx(r.param_count / 1e6, rel=1e-3)
+        if r.flops_per_s is not None:
+            assert float(row["achieved_gmacs_per_s"]) == pytest.approx(r.flops_per_s / 1e9, rel=1e-3)
+        if row["latency_ms"]:
+            assert re.fullmatch(r"\d+\.\d{3}", row["latency_ms"])
+        for acc in ("proxy_top1", "last_epoch_top1"):
+            assert row[acc] == "" or re.fullmatch(r"0\.\d{4}", row[acc])
+        assert "\n" not in row["spec_json"] and "\n" not in row["reason"]
+
+
+def test_json_round_trip_holds_full_records(study, tmp_path):
+    rows = json.loads(write_report(study, tmp_path / "trials.json").read_text())
+    records = read_trials(study)
+    assert rows == [json.loads(json.dumps(r.to_dict())) for r in records]
+    assert {r["number"] for r in rows if r["pareto"]} == {r.number for r in records if r.pareto}
+    assert [r["status"] for r in rows if r["number"] in (3, 4)] == ["over budget", "over budget"]
     assert [r["feasible"] for r in rows if r["number"] in (3, 4)] == [False, False]
+    assert isinstance(rows[8]["spec"], dict) and rows[8]["spec"]["embed_dim"] == 88
+    assert rows[0]["params"] == {"embed_dim": 40, "depths[2]": 8, "act": "gelu"}
+    assert rows[0]["latency_ci_ms"] == [9.0 * 0.98, 9.0 * 1.03]  # exact, not rounded
 
 
-@pytest.mark.skipif(not chromium_available(), reason="no Chromium/Chrome for kaleido (apt-get install chromium)")
+@pytest.mark.skipif(not browser.chromium_available(), reason="no Chromium/Chrome for kaleido (apt-get install chromium)")
 def test_png_export(study, tmp_path):
-    path = write_figure(study, tmp_path / "pareto.png")
+    path = write_report(study, tmp_path / "pareto.png")
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
 
 
 def test_image_without_chromium_is_one_line(study, tmp_path, monkeypatch):
-    monkeypatch.setattr(pareto, "_browser_path", lambda: None)
+    monkeypatch.setattr(browser, "browser_path", lambda: None)
     for suffix in (".png", ".svg", ".pdf"):
         with pytest.raises(SearchError) as exc:
-            write_figure(study, tmp_path / f"pareto{suffix}")
+            write_report(study, tmp_path / f"pareto{suffix}")
         message = one_line(exc)
+        assert exc.value.parameter == "out" and message.startswith(f"out {tmp_path / f'pareto{suffix}'}: ")
         assert "Chromium" in message and "apt-get install chromium" in message and ".html" in message
+        assert "--" not in message  # names the parameter, never a CLI flag
     written = export_study(study, tmp_path / "out")
     assert [p.name for p in written] == ["pareto.html", "trials.csv", "best.yaml"]
 
@@ -221,33 +331,45 @@ def test_image_without_chromium_is_one_line(study, tmp_path, monkeypatch):
 def test_export_study(study, tmp_path):
     written = export_study(study, tmp_path / "export")
     names = [p.name for p in written]
-    expected = ["pareto.html"] + (["pareto.png"] if chromium_available() else []) + ["trials.csv", "best.yaml"]
+    expected = ["pareto.html"] + (["pareto.png"] if browser.chromium_available() else []) + ["trials.csv", "best.yaml"]
     assert names == expected and all(p.is_file() for p in written)
     best = yaml.safe_load((tmp_path / "export" / "best.yaml").read_text())
     assert best["name"] == "toy-best" and best["embed_dim"] == 88  # the most accurate feasible trial
 
 
+def test_save_best_spec(study, tmp_path):
+    path = save_best_spec(read_trials(study), "mine", tmp_path / "runs" / "best.yaml")
+    assert path == tmp_path / "runs" / "best.yaml"
+    best = yaml.safe_load(path.read_text())
+    assert best["name"] == "mine-best" and best["embed_dim"] == 88 and best["depths"] == [1, 2, 7, 2]
+
+
 def test_export_without_feasible_trial_skips_best(tmp_path, monkeypatch):
-    monkeypatch.setattr(pareto, "_browser_path", lambda: None)
+    monkeypatch.setattr(browser, "browser_path", lambda: None)
     study, _ = make_study(None, trials=[("T1", "COMPLETE", 21.0, None, 64), (None, "COMPLETE", 30.0, None, 96)])
     written = export_study(study, tmp_path / "export")
     assert [p.name for p in written] == ["pareto.html", "trials.csv"]
     assert not (tmp_path / "export" / "best.yaml").exists()
-    assert plotted(figure(study)).keys() == {0, 1}
+    assert save_best_spec(read_trials(study), "toy", tmp_path / "best.yaml") is None
+    assert not (tmp_path / "best.yaml").exists()
+    assert plotted(figure(study_figure_data(study))).keys() == {0, 1}
 
 
 def test_empty_study_still_reports(tmp_path, monkeypatch):
-    monkeypatch.setattr(pareto, "_browser_path", lambda: None)
+    monkeypatch.setattr(browser, "browser_path", lambda: None)
     study, _ = make_study(None, trials=[], name="empty")
-    assert plotted(figure(study)) == {}
+    assert plotted(figure(study_figure_data(study))) == {}
     assert [p.name for p in export_study(study, tmp_path)] == ["pareto.html", "trials.csv"]
-    assert read_csv(tmp_path / "trials.csv") == []
+    with (tmp_path / "trials.csv").open(newline="") as f:
+        assert list(csv.reader(f)) == [[*FIXED_COLUMNS, "reason", "spec_json"]]  # the header alone
+    assert json.loads(write_report(study, tmp_path / "trials.json").read_text()) == []
 
 
 def test_unknown_extension_is_one_line(study, tmp_path):
     with pytest.raises(SearchError) as exc:
-        write_figure(study, tmp_path / "pareto.jpg")
+        write_report(study, tmp_path / "pareto.jpg")
     message = one_line(exc)
+    assert exc.value.parameter == "out" and message.startswith("out ")
     assert "'.jpg'" in message and all(ext in message for ext in ALLOWED_EXTENSIONS)
     assert not (tmp_path / "pareto.jpg").exists()
 
@@ -268,13 +390,14 @@ def test_missing_storage_file_is_one_line_and_not_created(tmp_path):
     assert not (tmp_path / "absent.db").exists()
 
 
-def test_pareto_command_writes_what_the_suffix_names(stored, tmp_path):
+def test_stored_study_writes_what_the_suffix_names(stored, tmp_path):
+    """What `cli.py pareto` does: load the study by name, write the report `--out` names."""
     _, storage = stored
-    out = pareto_command("toy", storage, tmp_path / "report" / "trials.csv")
+    out = write_report(load_study("toy", storage), tmp_path / "report" / "trials.csv")
     assert len(read_csv(out)) == len(TRIALS)
 
 
 def test_close_labels_alternate():
-    axis = pareto._Axis(False, 0.0, 100.0)
-    positions = pareto._label_positions([(10.0, 0.0), (11.0, 0.0), (12.0, 0.0), (60.0, 0.0)], axis, axis)
+    axis = figure_data.Axis(False, 0.0, 100.0)
+    positions = figure_data.label_positions([(10.0, 0.0), (11.0, 0.0), (12.0, 0.0), (60.0, 0.0)], axis, axis)
     assert positions == ["top center", "bottom center", "top center", "top center"]

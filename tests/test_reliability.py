@@ -12,17 +12,12 @@ import torch
 import yaml
 
 import cli
-from fasternet_space.proxy import ProxyDiverged
+from fasternet_space.proxy import ProxyConfig, ProxyDiverged
+from search import SearchConfig, TrialRecord, read_trials, run_search
 from search import objective as objective_module
-from search.study import SearchConfig, run_search
+from search.trial import FAILED, TRAINED
 from tests.cli_helpers import assert_one_line_error, run_cli
-from tests.conftest import ROOT
-
-TINY_SPACE = {
-    "name": "tiny", "embed_dim": {"choices": [8, 12, 16]}, "depths": [1, {"low": 0, "high": 1}, 1, 1],
-    "partial_ratio": {"choices": [0.25, 0.5]}, "act": {"choices": ["relu", "gelu"]}, "feature_dim": 32,
-    "input_size": 64, "num_classes": 10,
-}
+from tests.conftest import QUICK_TIMING, ROOT, TINY_SPACE
 
 
 @pytest.fixture
@@ -66,14 +61,14 @@ BAD_INPUTS = [
     (lambda f: ["build", "--spec", f["good"], "--weights", f["junk_weights"]], ["not a PyTorch checkpoint"]),
     (lambda f: ["build", "--spec", f["good"], "--out", "model.bin"], ["--out model.bin", ".pt"]),
     (lambda f: ["build", "--spec", f["good"], "--export", "model.tflite"], ["--export", ".onnx"]),
-    (lambda f: ["build", "--spec", f["good"], "--measure", "--device", "tpu"], ["unknown device 'tpu'", "cpu, cuda"]),
+    (lambda f: ["build", "--spec", f["good"], "--measure", "--device", "tpu"], ["--device 'tpu': unknown device", "cpu, cuda"]),
     (lambda f: ["build", "--spec", f["good"], "--measure", "--threads", "-2"], ["--threads -2", "positive"]),
     (lambda f: ["build", "--spec", f["good"], "--colour"], ["No such option", "--spec"]),
     (lambda f: ["bench", "ops", "--width", "0"], ["--width 0", "positive"]),
     (lambda f: ["bench", "models", str(f["tmp"] / "nope.yaml")], ["nope.yaml", "file not found"]),
     (lambda f: search_args(f, "--latency-budget", "20 parsecs"), ["'20 parsecs'", "ms or s"]),
     (lambda f: search_args(f, "--latency-budget", "-5ms"), ["'-5ms'", "positive number"]),
-    (lambda f: search_args(f, "--device", "gpu0"), ["unknown device 'gpu0'", "cpu, cuda, cuda:N, mps"]),
+    (lambda f: search_args(f, "--device", "gpu0"), ["--device 'gpu0': unknown device", "cpu, cuda, cuda:N, mps"]),
     (lambda f: ["search", "--space", f["space"], "--storage", "mongodb://x/y"], ["mongodb://x/y", "sqlite:///"]),
     (lambda f: ["search", "--space", f["space"], "--storage", "sqlite:////no/such/dir/x.db"], ["does not exist"]),
     (lambda f: ["search", "--space", f["space"], "--n-trials", "-1"], ["--n-trials -1", "positive"]),
@@ -86,12 +81,12 @@ BAD_INPUTS = [
     (lambda f: search_args(f, "--data", f"cifar10:{f['tmp'] / 'nodata'}"), ["cifar10", "not found"]),
     (lambda f: search_args(f, "--data", f"cifar10:{f['tmp']}"), ["data_batch_1 not found", "python batches"]),
     (lambda f: ["search", "--space", f["float_space"], "--storage", f["storage"], "--sampler", "grid"],
-     ["--sampler grid needs a finite space"]),
+     ["--sampler grid: needs a finite space"]),
     (lambda f: search_args(f, "--sampler", "cmaes"), ["'cmaes' is not one of", "tpe"]),
     (lambda f: search_args(f, "--proxy-lr", "0"), ["--proxy-lr 0", "positive"]),
 ]
 if not torch.cuda.is_available():
-    BAD_INPUTS.append((lambda f: search_args(f, "--device", "cuda"), ["'cuda' is not available", "allowed here: cpu"]))
+    BAD_INPUTS.append((lambda f: search_args(f, "--device", "cuda"), ["--device 'cuda': is not available", "allowed here: cpu"]))
     BAD_INPUTS.append((lambda f: ["build", "--spec", f["good"], "--measure", "--device", "cuda:1"], ["not available"]))
 
 
@@ -131,16 +126,13 @@ def test_failing_trials_are_marked_failed_with_their_reason_and_the_study_goes_o
         return real(*args, **kwargs)
 
     monkeypatch.setattr(objective_module, "train_proxy", flaky)
-    config = SearchConfig(space_path=files["space"], budget_ms=1000.0, n_trials=2, storage=files["storage"],
-                          study_name="flaky", max_train_samples=64)
-    config.objective.budget_ms = 1000.0
-    config.objective.proxy = config.objective.proxy.__class__(epochs=1)
-    outcome = run_search(config)
-    trials = outcome.study.trials
-    reasons = [t.user_attrs.get("fail_reason") for t in trials if t.state.name == "FAIL"]
+    config = SearchConfig(space=files["space"], budget_ms=1000.0, n_trials=2, storage=files["storage"],
+                          study_name="flaky", max_train_samples=64, proxy=ProxyConfig(epochs=1), timing=QUICK_TIMING)
+    records = read_trials(run_search(config).study)
+    reasons = [r.reason for r in records if r.status == FAILED]
     assert reasons == ["RuntimeError: boom in trial", "proxy training diverged: training loss is nan at epoch 1",
                        "out of memory while training: CUDA out of memory. Tried to allocate 2 GiB"]
-    assert sum(t.state.name == "COMPLETE" for t in trials) == 2
+    assert sum(r.status == TRAINED for r in records) == 2
 
 
 def _search_command(space, storage, n_trials, *extra):
@@ -181,7 +173,13 @@ def test_kill_9_then_rerun_keeps_every_trial_and_finishes(files):
     completed_before = {t.number: t.values for t in before if t.state.name == "COMPLETE"}
     killed = [t.number for t in before if t.state.name == "RUNNING"]
     assert len(killed) == 1
-    time.sleep(3.5)  # past the grace period (3 heartbeats) of the killed worker's last heartbeat
+    # A rerun that has nothing left to run (the study already holds 2 finished trials) still fails the
+    # killed trial, at once: its process on this host is gone (no need to wait for its heartbeat to age).
+    nothing_to_do = subprocess.run(_search_command(files["space"], storage, 2, "--heartbeat", "1"),
+                                   cwd=files["tmp"], capture_output=True, text=True, timeout=600)
+    assert nothing_to_do.returncode == 0, nothing_to_do.stderr
+    assert f"left running by a stopped worker: #{killed[0]}" in nothing_to_do.stdout
+    assert _states(storage)[killed[0]] == "FAIL" and "RUNNING" not in _states(storage)
     rerun = subprocess.run(command, cwd=files["tmp"], capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     after = optuna.load_study(study_name="crash", storage=storage).trials
@@ -191,8 +189,9 @@ def test_kill_9_then_rerun_keeps_every_trial_and_finishes(files):
     retried = [t for t in after if t.system_attrs.get("failed_trial") == killed[0]]
     assert retried and retried[0].params == by_number[killed[0]].params
     for trial in retried:  # a retry measures afresh: its constraint is its own latency, not the dead attempt's
-        if trial.state.name == "COMPLETE":
-            assert trial.constraints["latency_over_budget_ms"] == pytest.approx(trial.user_attrs["latency_ms"] - 1000)
+        record = TrialRecord.from_trial(trial)
+        if record.state == "COMPLETE":
+            assert record.over_budget_ms == pytest.approx(record.latency_ms - 1000)
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in after) == 6
 
 
@@ -264,7 +263,7 @@ def test_timing_excludes_training_and_trainings_overlap(tmp_path, monkeypatch):
     """Device lock shared by the workers of one machine: timing alone, trainings together."""
     import fcntl
 
-    from search.objective import Objective, ObjectiveConfig
+    from search.objective import Objective
     from search.space import SearchSpace
 
     lock_file = tmp_path / "device-cpu.lock"
@@ -292,8 +291,7 @@ def test_timing_excludes_training_and_trainings_overlap(tmp_path, monkeypatch):
 
     monkeypatch.setattr(objective_module, "measure_spec", measuring)
     monkeypatch.setattr(objective_module, "train_proxy", training)
-    config = ObjectiveConfig(lock_dir=tmp_path, budget_ms=1e6,
-                             timing=objective_module.TimingPolicy(warmup=1, min_repeats=3, max_time_s=0.5))
+    config = SearchConfig(lock_dir=str(tmp_path), budget_ms=1e6, timing=QUICK_TIMING)
     objective = Objective(SearchSpace.from_dict(TINY_SPACE), dataset=None, config=config)
     optuna.create_study(directions=["maximize", "minimize"]).optimize(objective, n_trials=1)
     assert seen == [("timing: another may train", False), ("training: another may time", False),

@@ -6,20 +6,13 @@ import yaml
 
 from fasternet_space import ArchSpec, load_spec
 from fasternet_space.data import load_dataset
-from fasternet_space.measure import TimingPolicy
 from fasternet_space.proxy import ProxyConfig, train_proxy
+from search import SearchConfig, SearchError, SearchSpace, TrialRecord, parse_budget, read_trials
 from search import objective as objective_module
-from search.objective import Objective, ObjectiveConfig
-from search.space import SearchSpace
-from search.study import SearchError, parse_budget
+from search.objective import Objective
+from search.trial import OVER_BUDGET, PRUNED, TRAINED, Key
 from tests.cli_helpers import assert_one_line_error, run_cli
-
-TINY_SPACE = {
-    "name": "tiny", "embed_dim": {"choices": [8, 12, 16]}, "depths": [1, {"low": 0, "high": 1}, 1, 1],
-    "partial_ratio": {"choices": [0.25, 0.5]}, "mlp_ratio": 2.0, "act": {"choices": ["relu", "gelu"]},
-    "norm": {"choices": ["bn", "ln"]}, "feature_dim": 32, "input_size": 64, "num_classes": 10,
-}
-QUICK = TimingPolicy(warmup=1, min_repeats=3, max_time_s=0.5, rel_ci=0.1)
+from tests.conftest import QUICK_TIMING, TINY_SPACE
 
 
 @pytest.fixture
@@ -27,6 +20,21 @@ def tiny_space_file(tmp_path):
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(TINY_SPACE))
     return path
+
+
+def test_config_travels_to_workers_whole_and_validates():
+    config = SearchConfig(budget_ms=7.5, proxy=ProxyConfig(epochs=2, lr=3e-3), timing=QUICK_TIMING,
+                          storage="postgresql://u:pw@h/db", named=True, workers=3)
+    worker = SearchConfig.from_json(config.for_worker(2, "shared").to_json())
+    assert worker.proxy == config.proxy and worker.timing == config.timing and worker.budget_ms == 7.5
+    assert (worker.worker_index, worker.study_name, worker.named, worker.workers) == (2, "shared", False, 1)
+    assert worker.setting() == config.setting()
+    for bad, parameter in ((dict(n_trials=0), "n_trials"), (dict(budget_ms=-1.0), "budget_ms"),
+                           (dict(sampler="cmaes"), "sampler"), (dict(space="/no/such.yaml"), "space"),
+                           (dict(proxy=ProxyConfig(batch_size=1)), "proxy_batch_size")):
+        with pytest.raises(SearchError) as caught:
+            SearchConfig(**bad).validate()
+        assert caught.value.parameter == parameter and "allowed" in str(caught.value)
 
 
 @pytest.mark.parametrize("text, ms", [("20ms", 20.0), ("0.02s", 20.0), ("20", 20.0), ("7.5 ms", 7.5), ("1e1ms", 10.0)])
@@ -40,9 +48,9 @@ def test_bad_budget_strings(text):
         parse_budget(text)
 
 
-def _objective(space, budget_ms, calls):
+def _objective(space, budget_ms, epochs=1):
     dataset = load_dataset("digits", 32, max_train=64, max_test=32)
-    config = ObjectiveConfig(budget_ms=budget_ms, timing=QUICK, proxy=ProxyConfig(epochs=1, resolution=32))
+    config = SearchConfig(budget_ms=budget_ms, timing=QUICK_TIMING, proxy=ProxyConfig(epochs=epochs, resolution=32))
     return Objective(space, dataset, config)
 
 
@@ -51,27 +59,35 @@ def test_over_budget_candidates_are_never_trained(monkeypatch):
     monkeypatch.setattr(objective_module, "train_proxy", lambda *a, **k: calls.append(a) or [0.5])
     space = SearchSpace.from_dict(TINY_SPACE)
     study = optuna.create_study(directions=["maximize", "minimize"])
-    study.optimize(_objective(space, 1e-6, calls), n_trials=3)
+    study.optimize(_objective(space, 1e-6), n_trials=3)
     assert calls == []
     for trial in study.trials:
-        assert trial.state.name == "COMPLETE"
-        assert trial.user_attrs["feasible"] is False and trial.user_attrs["proxy_acc"] is None
-        assert trial.user_attrs["latency_ms"] > 0 and trial.values[1] == trial.user_attrs["latency_ms"]
-        assert trial.constraints["latency_over_budget_ms"] > 0
+        record = TrialRecord.from_trial(trial)
+        assert record.state == "COMPLETE" and record.status == OVER_BUDGET
+        assert record.feasible is False and record.proxy_acc is None
+        assert record.latency_ms > 0 and trial.values[1] == record.latency_ms
+        assert record.over_budget_ms == pytest.approx(record.latency_ms - 1e-6)
+        assert "over budget: measured" in record.reason and "not trained" in record.reason
     assert study.best_trials == []  # nothing infeasible is ever on the front
 
 
 def test_feasible_trials_store_every_metric():
     space = SearchSpace.from_dict(TINY_SPACE)
     study = optuna.create_study(directions=["maximize", "minimize"])
-    study.optimize(_objective(space, 1e6, []), n_trials=2)
-    for trial in study.trials:
-        a = trial.user_attrs
-        assert a["feasible"] is True and 0 <= a["proxy_acc"] <= 1 and trial.values[0] == a["proxy_acc"]
-        for key in ("latency_ms", "flops", "params", "flops_per_s"):
-            assert a[key] > 0
-        assert a["protocol"]["threads"] == 1 and len(a["proxy_curve"]) == 1
-        assert ArchSpec.from_dict(yaml.safe_load(a["spec_yaml"])).input_size == 64
+    study.optimize(_objective(space, 1e6), n_trials=2)
+    records = read_trials(study)
+    for trial, record in zip(study.trials, records, strict=True):
+        assert record.status == TRAINED and record.feasible is True and record.reason is None
+        assert 0 <= record.proxy_acc <= 1 and trial.values[0] == record.proxy_acc
+        for value in (record.latency_ms, record.flops, record.param_count, record.flops_per_s, record.throughput):
+            assert value > 0
+        low, high = record.latency_ci_ms
+        assert low <= record.latency_ms <= high
+        assert record.protocol["threads"] == 1 and len(record.curve) == 1 and record.curve[-1] == record.proxy_acc
+        assert set(record.params) == {"embed_dim", "depths[1]", "partial_ratio", "act", "norm"}
+        assert record.arch_spec().input_size == 64
+        assert record.arch_spec().embed_dim == record.params["embed_dim"]
+    assert any(r.pareto for r in records)
 
 
 def test_proxy_is_deterministic_for_a_seed():
@@ -130,12 +146,16 @@ def test_pruning_stops_hopeless_candidates_but_never_a_fully_trained_one():
 
     space = SearchSpace.from_dict(TINY_SPACE)
     always = CurvePruner(percentile=100.0, n_startup_trials=0, n_warmup_epochs=0)  # prunes all below the best
-    for epochs, expected in ((1, "COMPLETE"), (2, "PRUNED")):
-        objective = _objective(space, 1e6, [])
-        objective.config.proxy = ProxyConfig(epochs=epochs, resolution=32)
+    for epochs, expected in ((1, TRAINED), (2, PRUNED)):
+        objective = _objective(space, 1e6, epochs=epochs)
         objective.pruner = always
         study = optuna.create_study(directions=["maximize", "minimize"])
         # A perfect earlier curve that every candidate falls below.
-        study.add_trial(optuna.trial.create_trial(values=[1.0, 1.0], user_attrs={"proxy_curve": [1.0, 1.0]}))
+        study.add_trial(optuna.trial.create_trial(values=[1.0, 1.0], user_attrs={Key.CURVE: [1.0, 1.0]}))
         study.optimize(objective, n_trials=1)
-        assert study.trials[1].state.name == expected, study.trials[1].user_attrs
+        record = read_trials(study)[1]
+        assert record.status == expected, record
+        if expected == PRUNED:  # the reason says what the pruning compared
+            assert record.pruned_below == 1.0 and record.last_acc < 1.0 and len(record.curve) == 1
+            assert "stopped after epoch 1" in record.reason and "below 1.000" in record.reason
+            assert "of 1 earlier trials at epoch 1" in record.reason

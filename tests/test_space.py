@@ -4,6 +4,7 @@ import yaml
 
 from fasternet_space import NAMED_SPECS, ArchSpec, SpecError
 from search.space import SearchSpace
+from search.trial import Key, TrialWriter
 from tests.conftest import ROOT
 
 DEFAULT_SPACE = ROOT / "spaces" / "fasternet.yaml"
@@ -19,9 +20,9 @@ def test_named_configs_are_points_of_the_default_space(space, key):
     spec = NAMED_SPECS[key]
     assert space.contains(spec)
     study = optuna.create_study(directions=["maximize", "minimize"])
-    study.enqueue_trial(space.params_for(spec), user_attrs={"spec_name": spec.name})
+    study.enqueue_trial(space.params_for(spec), user_attrs={Key.SPEC_NAME: spec.name})
     trial = study.ask()
-    assert space.suggest(trial, name=trial.user_attrs["spec_name"]) == spec
+    assert space.suggest(trial, name=TrialWriter(trial).enqueued_name) == spec
 
 
 def test_the_default_space_frees_what_the_card_says(space):
@@ -71,3 +72,12 @@ def test_space_errors_name_file_and_field(tmp_path, data, fragment):
         SearchSpace.from_yaml(path)
     assert str(info.value).startswith(str(path))
     assert fragment in str(info.value)
+
+
+def test_search_has_its_public_names():
+    import search
+
+    for name in search.__all__:
+        assert getattr(search, name) is not None
+    assert search.SearchSpace is SearchSpace
+    assert search.SearchSpace.from_yaml(DEFAULT_SPACE).contains(NAMED_SPECS["t0"])

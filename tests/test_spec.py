@@ -3,13 +3,57 @@ import random
 import pytest
 import yaml
 
-from fasternet_space import NAMED_SPECS, ArchSpec, SpecError, dump_spec, load_spec, save_spec
+import spaces
+from fasternet_space import NAMED_SPECS, ArchSpec, SpecError, dump_spec, load_spec, named_spec, save_spec
 from tests.conftest import ROOT, random_spec
 
 
 @pytest.mark.parametrize("key", list(NAMED_SPECS))
 def test_named_spec_files_are_the_named_configs(key):
-    assert load_spec(ROOT / "spaces" / f"fasternet_{key}.yaml") == NAMED_SPECS[key]
+    # load_spec("t0") answers from NAMED_SPECS, the shipped YAML is what users read: the two must not drift.
+    path = spaces.path(f"fasternet_{key}")
+    assert path == ROOT / "spaces" / f"fasternet_{key}.yaml"
+    assert load_spec(path) == NAMED_SPECS[key]
+    assert path.read_text() == dump_spec(NAMED_SPECS[key])
+
+
+def test_shipped_files_are_the_default_space_and_the_named_configs():
+    assert spaces.names() == sorted(["fasternet"] + [f"fasternet_{key}" for key in NAMED_SPECS])
+    assert sorted(p.name for p in (ROOT / "spaces").glob("*.yaml")) == [f"{n}.yaml" for n in spaces.names()]
+    for name in ("fasternet", "fasternet.yaml", "FASTERNET"):
+        assert spaces.path(name) == ROOT / "spaces" / "fasternet.yaml"
+    for name in ("fasternet_t0", "fasternet_t0.yaml", "t0", "T0"):
+        assert spaces.path(name) == ROOT / "spaces" / "fasternet_t0.yaml"
+    with pytest.raises(FileNotFoundError, match="shipped: fasternet, fasternet_l, .*fasternet_t2$"):
+        spaces.path("fasternet_xl")
+
+
+@pytest.mark.parametrize("name", ["fasternet_t0", "t0", "T0", "FasterNet_T0", "fasternet_t0.yaml"])
+def test_named_configs_load_by_name_from_any_directory(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_spec(name) is NAMED_SPECS["t0"]
+    assert named_spec(name) is NAMED_SPECS["t0"]
+
+
+def test_an_existing_path_wins_over_a_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    save_spec(NAMED_SPECS["s"].replace(name="local"), tmp_path / "t0")
+    assert load_spec("t0").name == "local"
+    assert load_spec(tmp_path / "t0").name == "local"
+    assert load_spec("t1") == NAMED_SPECS["t1"]
+
+
+@pytest.mark.parametrize("name", ["fasternet_xl", "t3", "fasternet", "missing.yaml", "sub/t0", "./t0"])
+def test_unknown_name_says_not_found_and_lists_the_names(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SpecError) as info:
+        load_spec(name)
+    message = str(info.value)
+    assert message.startswith(f"{name}: file not found"), message
+    assert "allowed names: t0, t1, t2, s, m, l (or fasternet_t0 .. fasternet_l" in message, message
+    assert "\n" not in message
+    with pytest.raises(KeyError, match="allowed: t0, t1, t2, s, m, l"):
+        named_spec("t3")
 
 
 def test_named_configs_follow_reference_md():

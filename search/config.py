@@ -1,0 +1,130 @@
+"""One configuration of a search: every setting with its default and what it means (pycls style).
+
+The CLI fills a `SearchConfig` from its flags; the study, the objective and the extra worker processes
+all read this one object (workers receive it whole, as JSON, not as rebuilt command lines).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from fasternet_space.measure import TimingPolicy
+from fasternet_space.proxy import ProxyConfig
+
+from .errors import SearchError
+from .pruning import PRUNERS
+from .storage import DEFAULT_STORAGE
+
+SAMPLERS = ("tpe", "nsga2", "random", "gp", "grid")
+
+# Search timing: a stable median within +-3% of it, or at most 4 s per candidate.
+SEARCH_TIMING = TimingPolicy(warmup=3, min_repeats=7, max_time_s=4.0, rel_ci=0.03)
+
+
+def default_space() -> str:
+    """The shipped default space (it contains all six named configs)."""
+    import spaces
+
+    return str(spaces.path("fasternet"))
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Every setting of a search; `validate()` checks them, `setting()` is what a resume must match."""
+
+    # --- the question
+    budget_ms: float = 20.0  # hard latency limit, milliseconds (an Optuna constraint)
+    device: str = "cpu"  # where latency is measured: cpu, cuda, cuda:N, mps
+    space: str = field(default_factory=default_space)  # the space YAML file
+    # --- latency protocol
+    threads: int | None = None  # CPU threads while timing (None: the paper's protocol, 1 on CPU)
+    timing: TimingPolicy = SEARCH_TIMING  # repeats and confidence bound of each latency
+    # --- short-proxy accuracy
+    data: str = "digits"  # digits, cifar10:DIR or imagefolder:DIR
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)  # epochs, resolution, batch, learning rate
+    max_train_samples: int | None = 5000  # training images the proxy sees (its budget)
+    max_test_samples: int | None = 2000  # held-out images its top-1 is measured on
+    # --- the sampler and the run
+    n_trials: int = 40  # finished trials the study should hold (a resumed study runs only the rest)
+    timeout_s: float | None = None  # start no new trial after this many seconds
+    seed: int = 0  # sampler, data split and proxy initialisation
+    sampler: str = "tpe"  # one of SAMPLERS
+    pruner: str = "percentile"  # one of search.pruning.PRUNERS
+    named: bool = True  # enqueue the named configs T0..L first where they are points of the space
+    # --- storage and workers
+    storage: str = DEFAULT_STORAGE  # Optuna storage URL (sqlite or PostgreSQL/MySQL through SQLAlchemy)
+    study_name: str | None = None  # None: SPACE-DEVICE-BUDGET-DATA
+    heartbeat_s: int = 10  # a running trial silent for 3x this long is failed and retried
+    workers: int = 1  # processes on this machine sharing the study
+    worker_index: int = 0  # 0 for the process that was started; extra workers sample with other seeds
+    lock_dir: str | None = None  # a readers-writer lock file per device here, shared by local workers
+
+    def validate(self) -> SearchConfig:
+        """Raises SearchError naming the first setting that is not allowed; returns self."""
+        positive_ints = ("n_trials", "workers", "heartbeat_s", "max_train_samples", "max_test_samples", "threads")
+        for name in positive_ints:
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise SearchError(name, value, "allowed: a positive integer")
+        for name, value in (("budget_ms", self.budget_ms), ("timeout_s", self.timeout_s),
+                            ("proxy_lr", self.proxy.lr)):
+            if value is not None and not value > 0:
+                raise SearchError(name, f"{value:g}", "allowed: a positive number")
+        for name, value in (("proxy_epochs", self.proxy.epochs), ("proxy_resolution", self.proxy.resolution)):
+            if value < 1:
+                raise SearchError(name, value, "allowed: a positive integer")
+        if self.proxy.batch_size < 2:
+            raise SearchError("proxy_batch_size", self.proxy.batch_size,
+                              "allowed: at least 2 (BatchNorm needs more than one sample)")
+        if self.sampler not in SAMPLERS:
+            raise SearchError("sampler", repr(self.sampler), f"not known; allowed: {', '.join(SAMPLERS)}")
+        if self.pruner not in PRUNERS:
+            raise SearchError("pruner", repr(self.pruner), f"not known; allowed: {', '.join(PRUNERS)}")
+        if not Path(self.space).is_file():
+            raise SearchError("space", self.space, "file not found; allowed: a space YAML file")
+        return self
+
+    def setting(self) -> dict[str, Any]:
+        """What makes two trials' numbers comparable; a study resumes only with the same setting."""
+        proxy = self.proxy
+        return {"budget_ms": self.budget_ms, "device": self.device, "data": self.data,
+                "threads": self.threads, "proxy_epochs": proxy.epochs,
+                "proxy_resolution": proxy.resolution, "proxy_batch_size": proxy.batch_size, "proxy_lr": proxy.lr,
+                "max_train_samples": self.max_train_samples, "space": str(self.space),
+                "space_sha256": hashlib.sha256(Path(self.space).read_bytes()).hexdigest()}
+
+    def resolved_study_name(self, space_name: str) -> str:
+        if self.study_name:
+            return self.study_name
+        data = re.sub(r"[^A-Za-z0-9]+", "-", self.data.split(":")[0])
+        return f"{space_name}-{self.device.replace(':', '')}-{self.budget_ms:g}ms-{data}"
+
+    def for_worker(self, index: int, study_name: str) -> SearchConfig:
+        """The setting of extra worker `index` (1..): the same study, nothing enqueued, its own seeds."""
+        return replace(self, worker_index=index, study_name=study_name, named=False, workers=1)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> SearchConfig:
+        data = json.loads(text)
+        data["proxy"] = ProxyConfig(**data["proxy"])
+        data["timing"] = TimingPolicy(**data["timing"])
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def parse_budget(text: str) -> float:
+    """'20ms', '0.02s' or '20' (milliseconds) -> 20.0."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|s)?\s*", str(text))
+    if not match or float(match[1]) <= 0:
+        raise SearchError("budget", repr(text), "not a latency; allowed: a positive number with unit ms or s "
+                          "(20ms, 0.02s) or a plain number of ms (20)")
+    value = float(match[1])
+    return value * 1e3 if match[2] == "s" else value

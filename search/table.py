@@ -1,0 +1,106 @@
+"""The trials as a flat table (the CSV report): one row per trial, one line per row, units in the column names.
+
+Columns: FIXED_COLUMNS, then `param_<name>` for every searched parameter of any trial (sorted by name,
+per-stage entries in stage order: `param_depths[0]`, `param_depths[1]`, ...), then `reason` and `spec_json`
+(the full spec as one-line JSON). Fractions and latencies have fixed decimals, G-values and millions 4
+significant digits; an empty cell is a value the trial does not have.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from .trial import TrialRecord
+
+FIXED_COLUMNS = (
+    "trial",  # the Optuna trial number
+    "status",  # trained, over budget, pruned, invalid, failed, running, waiting
+    "state",  # Optuna's: COMPLETE, PRUNED, FAIL, RUNNING, WAITING
+    "pareto",  # on Optuna's feasible Pareto front (study.best_trials)
+    "named",  # T0..L when the candidate is a named config
+    "proxy_top1",  # held-out top-1 after the last epoch, a fraction; trained trials only
+    "last_epoch_top1",  # top-1 after the last epoch it trained (a pruned trial's included)
+    "epochs_trained",
+    "latency_ms",
+    "latency_ci_low_ms",
+    "latency_ci_high_ms",
+    "over_budget_ms",  # measured latency minus the budget (negative: within it)
+    "gmacs",  # G multiply-adds at batch 1
+    "achieved_gmacs_per_s",  # G multiply-adds per second at the measured latency
+    "params_m",  # millions of parameters
+)
+PARAM_PREFIX = "param_"
+LAST_COLUMNS = ("reason", "spec_json")
+LIST_SEPARATOR = ";"  # a list value in one cell: 1;2;8;2
+
+
+def param_names(records: Sequence[TrialRecord]) -> list[str]:
+    """Every searched parameter of any trial, sorted by name with numbers in numeric order."""
+    names = {name for r in records for name in r.params}
+    return sorted(names, key=lambda n: [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", n)])
+
+
+def columns(records: Sequence[TrialRecord]) -> list[str]:
+    return [*FIXED_COLUMNS, *(PARAM_PREFIX + n for n in param_names(records)), *LAST_COLUMNS]
+
+
+def row(record: TrialRecord, params: Sequence[str]) -> dict[str, str]:
+    """One trial's cells, as text."""
+    ci = record.latency_ci_ms or (None, None)
+    cells: dict[str, str] = {
+        "trial": str(record.number),
+        "status": record.status,
+        "state": record.state,
+        "pareto": "true" if record.pareto else "false",
+        "named": record.named or "",
+        "proxy_top1": _fixed(record.proxy_acc, 4),
+        "last_epoch_top1": _fixed(record.last_acc, 4),
+        "epochs_trained": str(len(record.curve)),
+        "latency_ms": _fixed(record.latency_ms, 3),
+        "latency_ci_low_ms": _fixed(ci[0], 3),
+        "latency_ci_high_ms": _fixed(ci[1], 3),
+        "over_budget_ms": _fixed(record.over_budget_ms, 3),
+        "gmacs": _significant(None if record.flops is None else record.flops / 1e9),
+        "achieved_gmacs_per_s": _significant(None if record.flops_per_s is None else record.flops_per_s / 1e9),
+        "params_m": _significant(None if record.param_count is None else record.param_count / 1e6),
+    }
+    for name in params:
+        cells[PARAM_PREFIX + name] = _value(record.params.get(name))
+    cells["reason"] = " ".join((record.reason or "").split())  # one line
+    cells["spec_json"] = json.dumps(record.spec, separators=(",", ":")) if record.spec else ""
+    return cells
+
+
+def rows(records: Sequence[TrialRecord]) -> tuple[list[str], list[dict[str, str]]]:
+    """The table's columns and its rows, one per trial in trial order."""
+    params = param_names(records)
+    return columns(records), [row(r, params) for r in sorted(records, key=lambda r: r.number)]
+
+
+def _fixed(value: float | None, decimals: int) -> str:
+    return "" if value is None else f"{value:.{decimals}f}"
+
+
+def _significant(value: float | None, digits: int = 4) -> str:
+    """`digits` significant digits, never in exponent notation: 0.3380, 12.35, 52340."""
+    if value is None:
+        return ""
+    if value == 0 or not math.isfinite(value):
+        return "0" if value == 0 else str(value)
+    rounded = float(f"{value:.{digits - 1}e}")  # 9.99996 -> 10.00, not 10.000
+    decimals = digits - 1 - math.floor(math.log10(abs(rounded)))
+    return f"{rounded:.{decimals}f}" if decimals > 0 else str(int(rounded))
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return LIST_SEPARATOR.join(_value(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)

@@ -1,0 +1,236 @@
+"""One typed record of a trial: the only code that writes a trial's attributes or reads them back.
+
+A search writes through `TrialWriter` (one method per stage of the objective, cheapest first); everything
+else (results, pruning, reports, the CLI, tests) reads `TrialRecord.from_trial`. A new attribute is
+added here, in one place: a `Key`, a field of the record, and the writer method that stores it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import optuna
+import yaml
+from optuna.trial import FrozenTrial, TrialState
+
+from fasternet_space import ArchSpec, CostReport, dump_spec, named_label
+from fasternet_space.measure import Measurement
+from fasternet_space.spec import SpecError
+
+CONSTRAINT = "latency_over_budget_ms"  # the Optuna constraint: measured latency minus the budget
+
+
+class Key:
+    """User-attribute names as stored in the study (kept stable so that older studies still read)."""
+
+    NAMED = "named"  # "T0".."L" when the candidate is a named config
+    SPEC_NAME = "spec_name"  # the name given to an enqueued spec
+    SPEC = "spec_yaml"
+    PARAM_COUNT = "params"
+    FLOPS = "flops"  # multiply-adds at batch 1
+    LATENCY = "latency_ms"
+    LATENCY_CI = "latency_ci_ms"
+    THROUGHPUT = "throughput"  # images per second at the protocol's throughput batch
+    FLOPS_PER_S = "flops_per_s"  # achieved multiply-adds per second
+    PROTOCOL = "protocol"
+    FEASIBLE = "feasible"
+    PROXY_ACC = "proxy_acc"  # held-out top-1 after the last epoch (a fraction)
+    CURVE = "proxy_curve"  # held-out top-1 after each epoch
+    PRUNED_BELOW = "pruned_below"  # the threshold a pruned trial's top-1 fell under
+    REASON = "fail_reason"  # why it was not trained or did not finish
+
+
+# What a trial came to, worked out in one place (`TrialRecord.status`).
+TRAINED = "trained"  # within budget and trained to the end
+OVER_BUDGET = "over budget"  # measured over the latency budget, never trained
+PRUNED = "pruned"  # stopped early by the pruner
+INVALID = "invalid"  # the sampled point is not a valid network
+FAILED = "failed"  # an error, an interrupt, or a worker that died
+RUNNING = "running"
+WAITING = "waiting"
+STATUSES = (TRAINED, OVER_BUDGET, PRUNED, INVALID, FAILED, RUNNING, WAITING)
+
+_INVALID_PREFIX = "invalid spec: "
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """What one trial is: its status, searched parameters, spec, exact costs, measured speed, accuracy, reason."""
+
+    number: int
+    state: str  # Optuna's: COMPLETE, PRUNED, FAIL, RUNNING, WAITING
+    status: str  # one of STATUSES
+    pareto: bool  # on Optuna's feasible Pareto front (study.best_trials)
+    params: dict[str, Any]  # the searched parameters, as Optuna suggested them
+    named: str | None
+    spec: dict[str, Any] | None  # every ArchSpec field
+    param_count: int | None
+    flops: int | None  # multiply-adds at batch 1
+    latency_ms: float | None
+    latency_ci_ms: tuple[float, float] | None
+    throughput: float | None
+    flops_per_s: float | None
+    protocol: dict[str, Any] | None
+    feasible: bool | None  # None: never measured
+    over_budget_ms: float | None  # latency minus the budget
+    proxy_acc: float | None  # final held-out top-1, only for trained trials
+    curve: tuple[float, ...] = ()
+    pruned_below: float | None = None
+    reason: str | None = None  # set for every trial that was not trained to the end
+
+    @classmethod
+    def from_trial(cls, trial: FrozenTrial, front: set[int] | frozenset[int] = frozenset()) -> TrialRecord:
+        a = trial.user_attrs
+        latency = _number(a.get(Key.LATENCY))
+        over = _number((trial.constraints or {}).get(CONSTRAINT))
+        feasible = over <= 0 if over is not None else (a.get(Key.FEASIBLE) if isinstance(a.get(Key.FEASIBLE), bool)
+                                                       else None)
+        curve = tuple(v for v in (_number(v) for v in a.get(Key.CURVE) or []) if v is not None)
+        reason = a.get(Key.REASON) if isinstance(a.get(Key.REASON), str) else None
+        status = _status(trial.state, feasible, reason)
+        if status == OVER_BUDGET and reason is None:
+            reason = over_budget_reason(latency, over)
+        ci = a.get(Key.LATENCY_CI)
+        return cls(
+            number=trial.number, state=trial.state.name, status=status, pareto=trial.number in front,
+            params=dict(trial.params), named=a.get(Key.NAMED) or None, spec=_spec_dict(a.get(Key.SPEC)),
+            param_count=_integer(a.get(Key.PARAM_COUNT)), flops=_integer(a.get(Key.FLOPS)), latency_ms=latency,
+            latency_ci_ms=(float(ci[0]), float(ci[1])) if isinstance(ci, list | tuple) and len(ci) == 2 else None,
+            throughput=_number(a.get(Key.THROUGHPUT)), flops_per_s=_number(a.get(Key.FLOPS_PER_S)),
+            protocol=a.get(Key.PROTOCOL) if isinstance(a.get(Key.PROTOCOL), dict) else None,
+            feasible=feasible, over_budget_ms=over,
+            proxy_acc=_number(a.get(Key.PROXY_ACC)) if status == TRAINED else None,
+            curve=curve, pruned_below=_number(a.get(Key.PRUNED_BELOW)), reason=reason,
+        )
+
+    @property
+    def finished(self) -> bool:
+        """Counts toward the study's trials (complete or pruned)."""
+        return self.state in (TrialState.COMPLETE.name, TrialState.PRUNED.name)
+
+    @property
+    def last_acc(self) -> float | None:
+        """The top-1 after the last epoch it trained (a pruned trial's included)."""
+        return self.curve[-1] if self.curve else self.proxy_acc
+
+    def arch_spec(self) -> ArchSpec | None:
+        if not self.spec:
+            return None
+        try:
+            return ArchSpec.from_dict(self.spec)
+        except (SpecError, TypeError):
+            return None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["latency_ci_ms"] = list(self.latency_ci_ms) if self.latency_ci_ms else None
+        data["curve"] = list(self.curve)
+        return data
+
+
+def read_trials(study: optuna.Study) -> list[TrialRecord]:
+    """Every trial of the study as a record, with its membership of Optuna's feasible Pareto front."""
+    trials = study.get_trials(deepcopy=False)
+    front = {t.number for t in study.best_trials} if any(t.state == TrialState.COMPLETE for t in trials) else set()
+    return [TrialRecord.from_trial(t, front) for t in trials]
+
+
+class TrialWriter:
+    """Writes a running trial's attributes, stage by stage (the objective's only way to store them)."""
+
+    def __init__(self, trial: optuna.Trial):
+        self.trial = trial
+
+    @property
+    def enqueued_name(self) -> str | None:
+        return self.trial.user_attrs.get(Key.SPEC_NAME)
+
+    def invalid(self, problem: str) -> None:
+        self.trial.set_user_attr(Key.REASON, _INVALID_PREFIX + problem)
+
+    def cost(self, spec: ArchSpec, cost: CostReport) -> None:
+        self.trial.set_user_attr(Key.SPEC, dump_spec(spec))
+        self.trial.set_user_attr(Key.NAMED, self.trial.user_attrs.get(Key.NAMED) or named_label(spec))
+        self.trial.set_user_attr(Key.PARAM_COUNT, cost.params)
+        self.trial.set_user_attr(Key.FLOPS, cost.flops)
+
+    def measurement(self, measurement: Measurement, budget_ms: float) -> bool:
+        """Stores the latency and the budget verdict (an Optuna constraint); True when within budget."""
+        latency = measurement.latency_ms
+        for key, value in ((Key.LATENCY, latency), (Key.LATENCY_CI, list(measurement.latency_ci_ms)),
+                           (Key.THROUGHPUT, measurement.throughput), (Key.FLOPS_PER_S, measurement.flops_per_s),
+                           (Key.PROTOCOL, measurement.protocol.to_dict())):
+            self.trial.set_user_attr(key, value)
+        self.trial.set_constraint(CONSTRAINT, latency - budget_ms)
+        feasible = latency <= budget_ms
+        self.trial.set_user_attr(Key.FEASIBLE, feasible)
+        if not feasible:
+            self.trial.set_user_attr(Key.REASON, over_budget_reason(latency, latency - budget_ms))
+        return feasible
+
+    def epoch(self, curve: list[float]) -> None:
+        self.trial.set_user_attr(Key.CURVE, list(curve))
+
+    def pruned(self, epoch: int, acc: float, threshold: float, rule: str, compared: int) -> str:
+        """Stores why the pruner stopped it; returns that reason."""
+        reason = (f"stopped after epoch {epoch} of training: top-1 {acc:.3f} was below {threshold:.3f}, the {rule} "
+                  f"of {compared} earlier trials at epoch {epoch}")
+        self.trial.set_user_attr(Key.PRUNED_BELOW, threshold)
+        self.trial.set_user_attr(Key.REASON, reason)
+        return reason
+
+    def accuracy(self, acc: float) -> None:
+        self.trial.set_user_attr(Key.PROXY_ACC, acc)
+
+    def failure(self, reason: str, keep_earlier: bool = False) -> None:
+        """Why the trial failed (`keep_earlier`: unless a more precise reason is stored already)."""
+        if keep_earlier and Key.REASON in self.trial.user_attrs:
+            return
+        self.trial.set_user_attr(Key.REASON, reason)
+
+
+def retry_attrs(trial: FrozenTrial) -> dict[str, Any]:
+    """What a retry of a trial keeps: its identity, none of its measurements."""
+    return {k: trial.user_attrs[k] for k in (Key.NAMED, Key.SPEC_NAME) if k in trial.user_attrs}
+
+
+def over_budget_reason(latency_ms: float | None, over_ms: float | None) -> str:
+    if latency_ms is None or over_ms is None:
+        return "over the latency budget: not trained"
+    return (f"over budget: measured {latency_ms:.2f} ms, {over_ms:.2f} ms above the {latency_ms - over_ms:.4g} ms "
+            "budget; not trained")
+
+
+def _status(state: TrialState, feasible: bool | None, reason: str | None) -> str:
+    if state == TrialState.COMPLETE:
+        return OVER_BUDGET if feasible is False else TRAINED
+    if state == TrialState.PRUNED:
+        if reason is not None and reason.startswith(_INVALID_PREFIX):
+            return INVALID
+        return OVER_BUDGET if feasible is False else PRUNED
+    if state == TrialState.FAIL:
+        return FAILED
+    return RUNNING if state == TrialState.RUNNING else WAITING
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _integer(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _spec_dict(spec_yaml: Any) -> dict[str, Any] | None:
+    if not isinstance(spec_yaml, str):
+        return None
+    try:
+        data = yaml.safe_load(spec_yaml)
+    except yaml.YAMLError:
+        return None
+    return data if isinstance(data, dict) else None
+

@@ -1,0 +1,58 @@
+"""Extra worker processes on this machine: each runs the same search on the same study.
+
+A worker receives the whole `SearchConfig` as JSON in its environment (not on its command line, where
+a storage password would show in process lists) and runs `python -m search.workers`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+CONFIG_ENV = "FASTERNET_WORKER_CONFIG"
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_workers(config, study_name: str, count: int) -> list[subprocess.Popen]:
+    """Starts `count` workers (indices 1..count) on `study_name`; their output is discarded."""
+    processes = []
+    for index in range(1, count + 1):
+        env = dict(os.environ, **{CONFIG_ENV: config.for_worker(index, study_name).to_json()})
+        # The checkout (or site-packages) on the path, whatever the current directory.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH")) if p)
+        processes.append(subprocess.Popen([sys.executable, "-m", "search.workers"], env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return processes
+
+
+def wait_for_workers(processes: list[subprocess.Popen]) -> int:
+    """Waits for every worker; returns how many ended with an error."""
+    return sum(p.wait() != 0 for p in processes)
+
+
+def _main() -> int:
+    from .config import SearchConfig
+    from .study import run_search
+
+    config = SearchConfig.from_json(os.environ[CONFIG_ENV])
+    stop = threading.Event()
+
+    def on_sigint(signum, frame) -> None:  # Ctrl-C reaches the whole process group: stop like the first process
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_sigint)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    run_search(config, stop=stop)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

@@ -226,7 +226,7 @@ def bench_models(specs, device, threads, batch_size, input_size, fmt) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--space", "space_path", default=spaces.DEFAULT, show_default=True,
               help="A space YAML file, or the name of a shipped space.")
-@click.option("--data", default="digits", show_default=True, help="digits, cifar10:DIR or imagefolder:DIR.")
+@click.option("--data", default="digits", show_default=True, help="fashion (shipped Fashion-MNIST subset), digits, fashion-mnist:DIR, mnist:DIR, cifar10:DIR or imagefolder:DIR.")
 @click.option("--proxy-epochs", type=int, default=5, show_default=True, callback=positive("--proxy-epochs"))
 @click.option("--proxy-resolution", type=int, default=32, show_default=True, callback=positive("--proxy-resolution"))
 @click.option("--proxy-batch-size", type=click.IntRange(min=2), default=64, show_default=True,
@@ -242,6 +242,9 @@ def bench_models(specs, device, threads, batch_size, input_size, fmt) -> None:
               "[default: sqlite:///fasternet_studies.db].")
 @click.option("--study-name", help="[default: SPACE-DEVICE-BUDGET-DATA]")
 @click.option("--named/--no-named", default=True, show_default=True, help="Enqueue T0..L first where they fit the space.")
+@click.option("--confirm", type=int, default=3, show_default=True, callback=positive("--confirm"),
+              help="Seeds per front candidate and named config, retrained at the end (1: none); the front is "
+                   "decided on their means.")
 @click.option("--threads", type=int, callback=positive("--threads"),
               help="CPU threads while timing [default: 1, the paper's protocol].")
 @click.option("--workers", type=int, default=1, show_default=True, callback=positive("--workers"),
@@ -253,8 +256,8 @@ def bench_models(specs, device, threads, batch_size, input_size, fmt) -> None:
 @click.option("--export", "export_dir", type=click.Path(file_okay=False), help="Write plots, CSV and the best spec here.")
 @click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
 def search(device, budget, n_trials, timeout, seed, space_path, data, proxy_epochs, proxy_resolution, proxy_batch_size,
-           proxy_lr, max_train_samples, sampler, pruner, storage, study_name, named, threads, workers, heartbeat,
-           out_spec, export_dir, quiet) -> None:
+           proxy_lr, max_train_samples, sampler, pruner, storage, study_name, named, confirm, threads, workers,
+           heartbeat, out_spec, export_dir, quiet) -> None:
     """Search the space under a latency budget: measured latency, short-proxy accuracy, Optuna samplers."""
     from fasternet_space.measure import resolve_device
     from fasternet_space.proxy import ProxyConfig
@@ -270,7 +273,7 @@ def search(device, budget, n_trials, timeout, seed, space_path, data, proxy_epoc
         budget_ms=parse_budget(budget), device=device, space=resolve_space(space_path), threads=threads, data=data,
         proxy=ProxyConfig(epochs=proxy_epochs, resolution=proxy_resolution, batch_size=proxy_batch_size, lr=proxy_lr),
         max_train_samples=max_train_samples, n_trials=n_trials, timeout_s=timeout, seed=seed, sampler=sampler,
-        pruner=pruner, named=named, storage=storage or DEFAULT_STORAGE, study_name=study_name,
+        pruner=pruner, named=named, confirm=confirm, storage=storage or DEFAULT_STORAGE, study_name=study_name,
         heartbeat_s=heartbeat, workers=workers, lock_dir=default_lock_dir(),
     ).validate()
     progress = SearchProgress(config.n_trials, config.budget_ms, quiet)
@@ -285,7 +288,8 @@ def search(device, budget, n_trials, timeout, seed, space_path, data, proxy_epoc
         click.echo("stopping: the running trial ends now, then the summary (Ctrl-C again to quit at once)", err=True)
 
     signal.signal(signal.SIGINT, on_sigint)
-    outcome = run_search(config, on_trial=progress.on_trial, on_start=progress.on_start, stop=stop)
+    outcome = run_search(config, on_trial=progress.on_trial, on_start=progress.on_start,
+                         on_confirm=progress.on_confirm, stop=stop)
     if outcome.failed_workers:
         click.echo(f"warning: {outcome.failed_workers} extra worker(s) stopped with an error; their finished trials "
                    "are kept", err=True)
@@ -315,19 +319,26 @@ class SearchProgress:
         self.started = None
         self.done_here = 0
 
-    def on_start(self, study, enqueued) -> None:
+    def on_start(self, outcome) -> None:
         import time
 
         from search.study import count_finished
 
         self.started = time.perf_counter()
-        initial = count_finished(study)
+        initial = count_finished(outcome.study)
         if self.quiet:
             return
         resumed = f", resuming with {initial} finished" if initial else ""
-        click.echo(f"study {study.study_name!r}: {self.n_trials} trials, budget {self.budget_ms:g} ms{resumed}")
-        if enqueued:
-            click.echo(f"named configs enqueued first: {', '.join(enqueued)}")
+        click.echo(f"study {outcome.study.study_name!r}: {self.n_trials} trials, budget {self.budget_ms:g} ms{resumed}")
+        if outcome.enqueued:
+            click.echo(f"named configs enqueued first: {', '.join(outcome.enqueued)}")
+        for note in outcome.notes:
+            click.echo(f"note: {note}")
+
+    def on_confirm(self, record, seed, accuracy) -> None:
+        if not self.quiet:
+            label = f"#{record.number}" + (f" {record.named}" if record.named else "")
+            click.echo(f"[confirm] {label}: seed {seed} top-1 {accuracy:.3f} (first seed {record.proxy_acc:.3f})")
 
     def on_trial(self, study, trial) -> None:
         import time
@@ -359,10 +370,21 @@ def _fixed(value: float | None, digits: int) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _accuracy(record) -> str:
+    """'0.861 [0.846, 0.876] (3 seeds)': the top-1 the front is decided on, with its 95% interval."""
+    if record.accuracy is None:
+        return "n/a"
+    ci = record.accuracy_ci
+    interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+    seeds = f" ({len(record.seed_accs)} seeds)" if record.confirmed else ""
+    return f"{record.accuracy:.3f}{interval}{seeds}"
+
+
 def print_search_summary(outcome, budget_ms, best_path, export_dir) -> None:
     from fasternet_space.report import format_table, human
     from search import best_feasible, pareto_front, read_trials
     from search.export import export_study, save_best_spec
+    from search.results import standing
     from search.trial import FAILED, OVER_BUDGET, PRUNED, TRAINED
 
     study = outcome.study
@@ -378,33 +400,60 @@ def print_search_summary(outcome, budget_ms, best_path, export_dir) -> None:
                f"the {budget_ms:g} ms budget (measured, not trained), {counts[PRUNED]} pruned, {counts[FAILED]} "
                f"failed; {outcome.elapsed_s / 60:.1f} min this run")
     front = pareto_front(records)
-    table = [[r.number, r.named or "", _fixed(r.proxy_acc, 3), _fixed(r.latency_ms, 2), human(r.flops or 0),
+    table = [[r.number, r.named or "", _accuracy(r), _fixed(r.latency_ms, 2), human(r.flops or 0),
               human(r.flops_per_s or 0, "FLOPS"), human(r.param_count or 0)] for r in front]
     if table:
-        click.echo("\nPareto front (feasible trials, proxy top-1 vs latency):")
-        click.echo(format_table(["trial", "named", "proxy top-1", "latency ms", "FLOPs", "achieved", "params"], table))
+        click.echo("\nPareto front (feasible trials; proxy top-1 with its 95% interval vs latency):")
+        click.echo(format_table(["trial", "named", "proxy top-1 [95% CI]", "latency ms", "FLOPs", "achieved",
+                                 "params"], table))
     named = sorted((r for r in records if r.named and r.status in (TRAINED, OVER_BUDGET, PRUNED)),
                    key=lambda r: r.latency_ms or 0.0)
     if named:
         click.echo("\nnamed configs in this study:")
         for r in named:
             if r.status == TRAINED:
-                where = f"top-1 {r.proxy_acc:.3f}, " + ("on the front" if r.pareto else "behind the front")
+                where = f"top-1 {_accuracy(r)}, {standing(r, front)}"
             elif r.status == PRUNED:
                 where = f"pruned ({r.reason})"
             else:
                 where = "over budget, not trained"
             click.echo(f"  {r.named}: latency {r.latency_ms:.2f} ms, {where}")
+    for warning in search_warnings(records):
+        click.echo(f"\nwarning: {warning}")
+    for note in outcome.notes:
+        click.echo(f"\nnote: {note}")
     best = best_feasible(records)
     if best is None:
         click.echo(f"\nno trial met the {budget_ms:g} ms budget yet; raise --latency-budget or --n-trials")
     else:
         path = save_best_spec(records, study.study_name, best_path or Path("runs") / study.study_name / "best.yaml")
-        click.echo(f"\nbest feasible: trial #{best.number}, top-1 {best.proxy_acc:.3f}, latency "
+        click.echo(f"\nbest feasible: trial #{best.number}, top-1 {_accuracy(best)}, latency "
                    f"{best.latency_ms:.2f} ms -> {path}  (python cli.py build --spec {path})")
     if export_dir:
         for written in export_study(study, Path(export_dir), budget_ms=budget_ms):
             click.echo(f"wrote {written}")
+
+
+def search_warnings(records) -> list[str]:
+    """What makes this study's numbers less trustworthy, with what to change."""
+    from search.trial import TRAINED
+
+    warnings = []
+    blind = [r for r in records if r.status == TRAINED and r.learned_nothing]
+    if blind:
+        chance = blind[0].chance
+        warnings.append(
+            f"{len(blind)} trained trial(s) did not beat chance ({chance:.3f}): the proxy learned nothing for them "
+            f"(#{', #'.join(str(r.number) for r in blind[:8])}); raise --proxy-epochs, lower --proxy-batch-size, "
+            "or give the proxy more images (--max-train-samples, more data)")
+    unsettled = [r for r in records if r.latency_stable is False]
+    if unsettled:
+        load = max((r.load_per_core or 0.0) for r in unsettled)
+        warnings.append(
+            f"{len(unsettled)} latency measurement(s) did not settle within the timing cap (machine load up to "
+            f"{load:.1f} per core): the machine was busy, so those latencies are less certain; rerun on an idle "
+            "machine for a clean front")
+    return warnings
 
 
 @cli.command()
@@ -422,6 +471,76 @@ def pareto(study_name, storage, out, budget) -> None:
 
     budget_ms = parse_budget(budget) if budget else None
     click.echo(f"wrote {write_report(load_study(study_name, storage or DEFAULT_STORAGE), out, budget_ms)}")
+
+
+@cli.command()
+@click.option("--study", "study_name", required=True, help="The study's name (as `search` printed it).")
+@click.option("--storage", default=None, envvar="FASTERNET_STORAGE", help="Optuna storage URL, or from the "
+              "environment variable FASTERNET_STORAGE (keeps a password out of shell history; the flag wins) "
+              "[default: sqlite:///fasternet_studies.db].")
+@click.option("--sample", type=int, default=12, show_default=True,
+              help="Trained trials to retrain: the Pareto front, the named configs, then others (at least 3; "
+                   "fewer only when the study has fewer).")
+@click.option("--budget-multiplier", type=int, default=4, show_default=True,
+              help="Longer means M times the study's proxy epochs, with the same data, resolution, batch size and "
+                   "peak learning rate (an integer >= 2).")
+@click.option("--seed", type=int, help="Training seed of the longer run and of the short rerun (not the study's "
+              "own) [default: the study's seed + 1]. The sample does not depend on it.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Scatter plot, short vs long top-1: FILE.html (offline) or .png/.svg/.pdf (need Chromium).")
+def fidelity(study_name, storage, sample, budget_multiplier, seed, fmt, out) -> None:
+    """How far to trust the short proxy: retrain a sample of trained trials for M times the epochs, and the short
+    recipe with another seed; Spearman and Kendall tau-b with bootstrap 95% intervals. Every result is stored in
+    the study, so a rerun trains only what is missing."""
+    import search.fidelity as fidelity_lib
+    from search import load_study
+    from search.fidelity_plot import check_out, write_scatter
+
+    fidelity_lib.check_arguments(sample, budget_multiplier)
+    if out:
+        check_out(out)
+    study = load_study(study_name, storage or DEFAULT_STORAGE)
+    plan = fidelity_lib.plan(study, sample, budget_multiplier, seed)
+    click.echo(f"{len(plan.sample)} sampled trials: {len(plan.jobs)} trainings to run, {plan.reused} results "
+               "stored in the study reused", err=True)
+
+    def on_progress(p) -> None:
+        what = f"top-1 {p.top1:.3f}" if p.top1 is not None else "diverged"
+        epochs = plan.recipe.epochs * p.job.multiplier
+        click.echo(f"[{p.index}/{p.total}] trial #{p.job.number}: {epochs} epoch{'s' * (epochs != 1)}, "
+                   f"seed {p.job.seed}: {what} ({p.seconds:.0f} s)", err=True)
+
+    report = fidelity_lib.run(study, plan, on_progress)
+    written = write_scatter(report, out) if out else None
+    if fmt == "json":
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        click.echo(_fidelity_text(report))
+    if written:
+        click.echo(f"wrote {written}", err=fmt == "json")
+
+
+def _fidelity_text(report) -> str:
+    from fasternet_space.report import format_table
+    from search.fidelity_plot import interval_text
+
+    r, long = report.recipe, report.long_epochs
+    table = [[f"#{p.number}", p.named or "", p.why, _fixed(p.latency_ms, 2), f"{p.short_top1:.3f}",
+              _fixed(p.long_top1, 3), _fixed(p.rerun_top1, 3)] for p in report.pairs]
+    lines = [f"study {report.study!r}: {len(report.pairs)} trials, short proxy {r.epochs} epoch(s) vs {long} "
+             f"({report.multiplier}x), {r.data} at {r.resolution} px, batch {r.batch_size}, lr {r.lr:g}",
+             "", format_table(["trial", "named", "sampled as", "latency ms", f"short top-1 (seed {r.seed})",
+                               f"{long}-epoch top-1 (seed {report.seed})",
+                               f"short rerun top-1 (seed {report.seed})"], table), ""]
+    for name, c in ((f"Spearman, short vs {long} epochs", report.spearman),
+                    (f"Kendall tau-b, short vs {long} epochs", report.kendall),
+                    (f"seed-to-seed Spearman, short seed {r.seed} vs {report.seed}", report.seed_spearman)):
+        lines.append(f"{name}: {interval_text(c)}  (n={c.n})")
+    lines.append(f"95% intervals: percentile bootstrap over the pairs, {report.resamples} resamples; trained "
+                 f"{report.trained} this run, {report.reused} read from the study")
+    lines += [f"note: {n}" for n in report.notes]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

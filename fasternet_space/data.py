@@ -1,15 +1,20 @@
-"""Datasets for the short proxy: the UCI digits shipped with the package, and the user's own data on disk.
+"""Datasets for the short proxy: two shipped with the package, and the user's own data on disk.
 
-Sources (`load_dataset`'s `source`): `digits` (default), `cifar10:DIR` (the CIFAR-10 python pickle
-batches) and `imagefolder:DIR` (DIR/train/<class>/*.png|jpg and DIR/val/<class>/..., or DIR/<class>/...
-split here).
+Sources (`load_dataset`'s `source`): `digits` (default; the UCI 8x8 digits), `fashion` (a class-balanced
+Fashion-MNIST subset, see `make_subset`), `fashion-mnist:DIR` and `mnist:DIR` (the four idx files, plain or
+.gz), `cifar10:DIR` (the CIFAR-10 python pickle batches) and `imagefolder:DIR` (DIR/train/<class>/*.png|jpg
+and DIR/val/<class>/..., or DIR/<class>/... split here).
 Nothing is downloaded. Images come back as float tensors at the requested square resolution,
 normalised with the training split's per-channel mean and std.
 """
 
 from __future__ import annotations
 
+import gzip
+import math
 import pickle
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +25,9 @@ import torch.nn.functional as F
 from fasternet_space.errors import InputError
 
 DIGITS_PATH = Path(__file__).parent / "data" / "digits.npz"
+FASHION_PATH = Path(__file__).parent / "data" / "fashion_mnist.npz"
+IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+             "t10k-labels-idx1-ubyte")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
 
@@ -45,7 +53,7 @@ class Dataset:
         return int(self.train_x.shape[-1])
 
 
-SOURCES = "digits, cifar10:DIR, imagefolder:DIR"
+SOURCES = "digits, fashion, fashion-mnist:DIR, mnist:DIR, cifar10:DIR, imagefolder:DIR"
 
 
 def load_dataset(source: str, resolution: int, seed: int = 0, max_train: int | None = None,
@@ -56,13 +64,16 @@ def load_dataset(source: str, resolution: int, seed: int = 0, max_train: int | N
         train, test = _split(len(labels), 0.2, seed)
         return _finish("digits", images[train], labels[train], images[test], labels[test], resolution, seed,
                        max_train, max_test)
-    if kind in ("cifar10", "imagefolder") and location:
+    if kind == "fashion" and not location:
+        return _finish("fashion", *_read_fashion(), resolution, seed, max_train, max_test)
+    readers = {"cifar10": _read_cifar10, "imagefolder": _read_imagefolder, "mnist": _read_idx_dir,
+               "fashion-mnist": _read_idx_dir}
+    if kind in readers and location:
         root = Path(location)
         if not root.is_dir():
             what = "is a file, not a directory" if root.exists() else "not found"
             raise DataError("data", source, f"{root} {what}")
-        reader = _read_cifar10 if kind == "cifar10" else _read_imagefolder
-        train_x, train_y, test_x, test_y = reader(root, source, seed)
+        train_x, train_y, test_x, test_y = readers[kind](root, source, seed)
         return _finish(f"{kind}:{root.name}", train_x, train_y, test_x, test_y, resolution, seed, max_train, max_test)
     raise DataError("data", repr(source), f"not a known source; allowed: {SOURCES}")
 
@@ -71,6 +82,23 @@ def _read_digits() -> tuple[np.ndarray, np.ndarray]:
     with np.load(DIGITS_PATH) as data:
         images = data["images"].astype(np.float32)[:, None] / 16.0  # N x 1 x 8 x 8, values 0..16
         return images, data["labels"].astype(np.int64)
+
+
+def _read_fashion() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    try:
+        with np.load(FASHION_PATH) as data:
+            return (_unit(data["train_images"]), data["train_labels"].astype(np.int64),
+                    _unit(data["test_images"]), data["test_labels"].astype(np.int64))
+    # It is LZMA-compressed: a Python built without lzma raises RuntimeError; a broken install, OSError.
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:
+        raise DataError("data", "fashion", f"{FASHION_PATH} cannot be read ({exc.__class__.__name__}); "
+                        "expected the package's Fashion-MNIST subset (reinstall, or rebuild it with "
+                        "python -m fasternet_space.make_subset)") from None
+
+
+def _unit(images: np.ndarray) -> np.ndarray:
+    """uint8 N x H x W -> float32 N x 1 x H x W in [0, 1]."""
+    return images.astype(np.float32)[:, None] / 255.0
 
 
 def _split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -179,6 +207,91 @@ def _read_cifar10(root: Path, source: str, seed: int):
     parts = [batch(n) for n in names]
     test_x, test_y = batch("test_batch")
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), test_x, test_y
+
+
+def _read_idx_dir(root: Path, source: str, seed: int):
+    train_x, train_y, test_x, test_y = read_idx(root, source)
+    return _unit(train_x), train_y, _unit(test_x), test_y
+
+
+def read_idx(root: Path, source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The MNIST-format (idx) files in `root`, as MNIST and Fashion-MNIST ship them: training images, labels,
+    test images, labels; images uint8 N x 28 x 28, labels int64 in 0..9. `source` is named in errors."""
+    return (*_idx_split(root, source, "train"), *_idx_split(root, source, "t10k"))
+
+
+def _idx_split(root: Path, source: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    images_path = _idx_path(root, source, f"{split}-images-idx3-ubyte")
+    labels_path = _idx_path(root, source, f"{split}-labels-idx1-ubyte")
+    images = _read_idx_file(images_path, source, images=True)
+    labels = _read_idx_file(labels_path, source, images=False)
+    if len(labels) != len(images):
+        raise DataError("data", source, f"{labels_path.name} holds {len(labels)} labels but {images_path.name} "
+                        f"{len(images)} images; expected one label per image")
+    if labels.max() > 9:
+        raise DataError("data", source, f"{labels_path.name} holds label {labels.max()}; expected labels in 0..9")
+    return images, labels.astype(np.int64)
+
+
+def _idx_path(root: Path, source: str, name: str) -> Path:
+    dotted = name.replace("-idx", ".idx")  # train-images.idx3-ubyte, as some mirrors name them
+    for candidate in (name, name + ".gz", dotted, dotted + ".gz"):
+        if (root / candidate).is_file():
+            return root / candidate
+    raise DataError("data", source, f"{root / name} not found (nor .gz, nor {dotted}); expected the idx files "
+                    f"{', '.join(IDX_NAMES)}, plain or .gz")
+
+
+_IDX_CHUNK = 1 << 20
+
+
+def _read_idx_file(path: Path, source: str, images: bool) -> np.ndarray:
+    """One idx file, strictly: magic 2051 (uint8, 3 dims: N x 28 x 28) or 2049 (uint8, 1 dim: N labels),
+    big-endian sizes, then exactly the bytes those sizes claim."""
+    def fail(problem: str):
+        return DataError("data", source, f"{path.name} {problem}")
+
+    magic, what, layout = (2051, "images", "uint8, 3 dims") if images else (2049, "labels", "uint8, 1 dim")
+    header_size = 16 if images else 8
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            header = f.read(header_size)
+            if len(header) < header_size:
+                raise fail(f"is truncated: expected an idx header of {header_size} bytes, found {len(header)}")
+            found_magic, *sizes = struct.unpack(f">{header_size // 4}I", header)
+            if found_magic != magic:
+                raise fail(f"is not an idx file of {what}: expected magic number {magic} ({layout}), "
+                           f"found {found_magic}")
+            _check_idx_sizes(sizes, what, fail)
+            size = math.prod(sizes)
+            body, found = _read_body(f, size)
+    except (OSError, EOFError, zlib.error) as exc:  # unreadable, not gzip, a cut or corrupt gzip stream
+        reason = " ".join(f"{exc.__class__.__name__}: {exc}".split())
+        raise fail(f"cannot be read ({reason}); expected an idx file, plain or .gz") from None
+    if found != size:
+        shape = " x ".join(map(str, sizes))
+        raise fail(f"is {'truncated' if found < size else 'too long'}: its header claims {shape} {what}, "
+                   f"expected {size} bytes after the header, found {found}")
+    return np.frombuffer(body, np.uint8).reshape(sizes)
+
+
+def _check_idx_sizes(sizes: list[int], what: str, fail) -> None:
+    if sizes[0] == 0:
+        raise fail(f"holds no {what}; expected at least one")
+    if what == "images" and sizes[1:] != [28, 28]:
+        raise fail(f"holds {sizes[1]} x {sizes[2]} images; expected 28 x 28")
+
+
+def _read_body(f, size: int) -> tuple[bytearray, int]:
+    """Up to `size` bytes and how many the file really holds. Read in chunks, so that a header claiming more
+    than the file holds allocates nothing (a gzip file's size does not tell)."""
+    body = bytearray()
+    while len(body) < size:
+        chunk = f.read(min(_IDX_CHUNK, size - len(body)))
+        if not chunk:
+            return body, len(body)
+        body += chunk
+    return body, size + sum(len(chunk) for chunk in iter(lambda: f.read(_IDX_CHUNK), b""))
 
 
 def _read_imagefolder(root: Path, source: str, seed: int):

@@ -45,7 +45,7 @@ class SearchConfig:
     threads: int | None = None  # CPU threads while timing (None: the paper's protocol, 1 on CPU)
     timing: TimingPolicy = SEARCH_TIMING  # repeats and confidence bound of each latency
     # --- short-proxy accuracy
-    data: str = "digits"  # digits, cifar10:DIR or imagefolder:DIR
+    data: str = "digits"  # fashion, digits, fashion-mnist:DIR, mnist:DIR, cifar10:DIR, imagefolder:DIR
     proxy: ProxyConfig = field(default_factory=ProxyConfig)  # epochs, resolution, batch, learning rate
     max_train_samples: int | None = 5000  # training images the proxy sees (its budget)
     max_test_samples: int | None = 2000  # held-out images its top-1 is measured on
@@ -56,6 +56,7 @@ class SearchConfig:
     sampler: str = "tpe"  # one of SAMPLERS
     pruner: str = "percentile"  # one of search.pruning.PRUNERS
     named: bool = True  # enqueue the named configs T0..L first where they are points of the space
+    confirm: int = 3  # seeds per front candidate and named config at the end (1: no confirmation)
     # --- storage and workers
     storage: str = DEFAULT_STORAGE  # Optuna storage URL (sqlite or PostgreSQL/MySQL through SQLAlchemy)
     study_name: str | None = None  # None: SPACE-DEVICE-BUDGET-DATA
@@ -66,7 +67,8 @@ class SearchConfig:
 
     def validate(self) -> SearchConfig:
         """Raises SearchError naming the first setting that is not allowed; returns self."""
-        positive_ints = ("n_trials", "workers", "heartbeat_s", "max_train_samples", "max_test_samples", "threads")
+        positive_ints = ("n_trials", "workers", "heartbeat_s", "max_train_samples", "max_test_samples", "threads",
+                         "confirm")
         for name in positive_ints:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -97,6 +99,10 @@ class SearchConfig:
                 "proxy_resolution": proxy.resolution, "proxy_batch_size": proxy.batch_size, "proxy_lr": proxy.lr,
                 "max_train_samples": self.max_train_samples, "space": str(self.space),
                 "space_sha256": hashlib.sha256(Path(self.space).read_bytes()).hexdigest()}
+
+    def proxy_setup(self) -> dict[str, Any]:
+        """What else the proxy's numbers depend on (stored with the study; retrainings read it back)."""
+        return {"seed": self.seed, "max_test_samples": self.max_test_samples}
 
     def resolved_study_name(self, space_name: str) -> str:
         if self.study_name:

@@ -56,6 +56,19 @@ def _scatter(fig: go.Figure, points: list[Point], y: list[float], name: str, col
         hovertemplate="%{hovertext}<extra></extra>"), row=1, col=col)
 
 
+def _error_bars(fig: go.Figure, points: list[Point]) -> None:
+    """The 95% interval of each trained trial's top-1 as a vertical bar (drawn beneath the markers)."""
+    shown = [p for p in points if p.acc_ci is not None and p.acc is not None]
+    if not shown:
+        return
+    fig.add_trace(go.Scatter(
+        x=[p.latency_ms for p in shown], y=[p.acc for p in shown], mode="markers", marker=dict(size=0, opacity=0),
+        error_y=dict(type="data", symmetric=False, array=[p.acc_ci[1] - p.acc for p in shown],
+                     arrayminus=[p.acc - p.acc_ci[0] for p in shown], color="#9a9a9a", thickness=1.2, width=3),
+        name="95% interval of top-1 (test split, and seeds where confirmed)", legendgroup="ci", hoverinfo="skip"),
+        row=1, col=1)
+
+
 def _colored(fig: go.Figure, points: list[Point], y: list[float], name: str, col: int, group: str, legend: bool,
              symbol: Callable[[Point], str] = lambda p: "circle", **marker: Any) -> None:
     """Coloured by achieved GFLOPS; points without a FLOPS value in grey."""
@@ -81,12 +94,13 @@ def _left_panel(fig: go.Figure, d: FigureData) -> None:
         _scatter(fig, d.pruned, [p.acc for p in d.pruned], "pruned (top-1 at its last epoch)", 1, "pruned", True,
                  dict(symbol="circle-open", size=9, color=GREY, line=dict(width=1.5)))
     if d.trained:
+        _error_bars(fig, d.trained)
         _colored(fig, d.trained, [p.acc for p in d.trained], "trained within budget (colour: achieved GFLOPS)", 1,
                  "trained", True, **TRAINED_MARKER)
     if d.front:
         xs, ys = d.front_line
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=FRONT_COLOR, width=2.5, shape="hv"),
-                                 name="Pareto front (study.best_trials)", legendgroup="front", hoverinfo="skip"),
+                                 name="Pareto front (on seed means where confirmed)", legendgroup="front", hoverinfo="skip"),
                       row=1, col=1)
         _scatter(fig, d.front, [p.acc for p in d.front], "Pareto front", 1, "front", False, FRONT_RING)
     _labels(fig, d.left_labels, 1, d.x, d.y_acc)

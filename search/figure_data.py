@@ -44,7 +44,8 @@ class Point:
     pareto: bool
     named: str | None
     latency_ms: float
-    acc: float | None  # top-1 in percent; a pruned trial's at its last epoch; None when not trained
+    acc: float | None  # top-1 in percent (seed mean where confirmed); a pruned trial's at its last epoch
+    acc_ci: tuple[float, float] | None  # its 95% interval in percent (trained trials)
     gmacs: float | None  # G multiply-adds at batch 1
     gflops_per_s: float | None  # achieved G multiply-adds per second
     hover: str
@@ -54,13 +55,15 @@ def point(record: TrialRecord) -> Point | None:
     """The trial as a point to draw, or None when it has no measured latency (or is still running)."""
     if record.status not in DRAWN or record.latency_ms is None or record.latency_ms <= 0:
         return None
-    acc = record.proxy_acc if record.status == TRAINED else record.last_acc if record.status == PRUNED else None
+    acc = record.accuracy if record.status == TRAINED else record.last_acc if record.status == PRUNED else None
+    ci = record.accuracy_ci if record.status == TRAINED else None
     per_s = record.flops_per_s
     if per_s is None and record.flops is not None:
         per_s = record.flops / (record.latency_ms / 1e3)
     return Point(
         number=record.number, status=record.status, pareto=record.pareto, named=record.named,
         latency_ms=record.latency_ms, acc=None if acc is None else 100.0 * acc,
+        acc_ci=None if ci is None else (100.0 * ci[0], 100.0 * ci[1]),
         gmacs=record.flops / 1e9 if record.flops else None, gflops_per_s=None if per_s is None else per_s / 1e9,
         hover=hover_text(record, None if acc is None else 100.0 * acc),
     )
@@ -80,7 +83,10 @@ def hover_text(record: TrialRecord, acc_percent: float | None) -> str:
     lines = [f"{title} ({status_text(record)})"]
     if acc_percent is not None:
         last = " (last epoch before pruning)" if record.status == PRUNED else ""
-        lines.append(f"proxy top-1: {acc_percent:.1f} %{last}")
+        ci = record.accuracy_ci if record.status == TRAINED else None
+        interval = f", 95% CI {100 * ci[0]:.1f}–{100 * ci[1]:.1f} %" if ci else ""
+        seeds = f", mean of {len(record.seed_accs)} seeds" if record.confirmed else ""
+        lines.append(f"proxy top-1: {acc_percent:.1f} %{last}{interval}{seeds}")
     if record.latency_ms is not None:
         ci = record.latency_ci_ms
         lines.append(f"latency: {record.latency_ms:.2f} ms" + (f" (CI {ci[0]:.2f}–{ci[1]:.2f} ms)" if ci else ""))
@@ -334,6 +340,7 @@ def figure_data(records: Sequence[TrialRecord], study_name: str | None = None,
     # The accuracy axis spans the trained and pruned trials (short proxies crowd near the top, where the
     # differences are); the over-budget trials, which have no accuracy, sit in a strip along the bottom.
     accs = [p.acc for p in trained + pruned if p.acc is not None]
+    accs += [bound for p in trained if p.acc_ci is not None for bound in p.acc_ci]  # room for the error bars
     lo, hi = (min(accs), max(accs)) if accs else (0.0, 100.0)
     span = max(hi - lo, 2.0)
     floor, top = max(lo - 0.15 * span, 0.0), hi + 0.25 * span

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import math
+import os
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -93,6 +94,7 @@ class Objective:
         writer.cost(spec, count(spec))
 
         with device_lock(config.lock_dir, config.device, exclusive=True):
+            writer.machine_load(os.getloadavg()[0] / (os.cpu_count() or 1))
             measurement = measure_spec(spec, device=config.device, threads=config.threads, policy=config.timing)
         if not writer.measurement(measurement, config.budget_ms):
             return 0.0, measurement.latency_ms
@@ -123,5 +125,5 @@ class Objective:
         acc = final[-1]
         if not math.isfinite(acc):
             raise ProxyDiverged(f"held-out accuracy is {acc}")
-        writer.accuracy(acc)
+        writer.proxy_result(acc, len(self.dataset.test_y), self.dataset.classes, config.seed)
         return acc, measurement.latency_ms

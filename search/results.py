@@ -16,3 +16,18 @@ def best_feasible(records: list[TrialRecord]) -> TrialRecord | None:
     if not candidates:
         return None
     return max(candidates, key=lambda r: (r.proxy_acc, -r.latency_ms))
+
+
+def standing(record: TrialRecord, front: list[TrialRecord]) -> str:
+    """Where a trained trial stands: on the front, behind it (a front member at most as slow is more
+    accurate beyond both 95% intervals) or tied with it (the gap is within the noise)."""
+    if record.pareto:
+        return "on the front"
+    ci = record.accuracy_ci
+    for other in front:
+        other_ci = other.accuracy_ci
+        if other.latency_ms > record.latency_ms or ci is None or other_ci is None:
+            continue
+        if other_ci[0] > ci[1]:
+            return f"behind the front (#{other.number} is faster and more accurate beyond the noise)"
+    return "tied with the front (within the noise of its accuracy)"

@@ -17,12 +17,13 @@ from fasternet_space.data import Dataset, load_dataset
 from fasternet_space.spec import SpecError
 
 from .config import SAMPLERS, SearchConfig
+from .confirm import confirm
 from .errors import SearchError
 from .objective import Objective
 from .pruning import make_pruner
 from .space import SearchSpace
 from .storage import fail_stale_trials, make_storage, redact
-from .trial import Key
+from .trial import Key, TrialRecord
 from .workers import start_workers, wait_for_workers
 
 DIRECTIONS = ["maximize", "minimize"]  # proxy_acc, latency_ms
@@ -68,6 +69,7 @@ def open_study(config: SearchConfig, space: SearchSpace) -> tuple[optuna.Study, 
     try:
         study = optuna.create_study(storage=storage, study_name=name, directions=DIRECTIONS, sampler=sampler)
         study.set_user_attr("setting", setting)
+        study.set_user_attr("proxy_setup", config.proxy_setup())
         study.set_metric_names(["proxy_acc", "latency_ms"])
         return study, True
     except optuna.exceptions.DuplicatedStudyError:
@@ -130,6 +132,23 @@ def count_finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
+BUILT_IN_DATA = ("digits", "fashion")
+
+
+def deployment_note(space: SearchSpace, dataset: Dataset, data: str) -> str | None:
+    """Where the user's own data has other classes than the space's head: latency is measured for the
+    space's head and input, the proxy trains with the data's classes; say so, and how to align them."""
+    if data.split(":")[0] in BUILT_IN_DATA:
+        return None
+    spec = space.sample_specs(1, seed=0)[0]
+    if spec.num_classes == dataset.classes:
+        return None
+    return (f"latency is measured for the space's deployment, {spec.num_classes} classes at "
+            f"{spec.input_size}x{spec.input_size}, while the proxy trains with the data's {dataset.classes} classes "
+            f"at {dataset.resolution}x{dataset.resolution}; if you deploy on this data, set num_classes: "
+            f"{dataset.classes} and input_size: YOUR_SIZE in the space file")
+
+
 @dataclass
 class SearchOutcome:
     """What a run of `run_search` did: the study, whether it was interrupted, what it enqueued and cleaned up."""
@@ -140,10 +159,13 @@ class SearchOutcome:
     elapsed_s: float = 0.0
     failed_workers: int = 0  # extra worker processes that ended with an error
     stale_failed: list[int] = field(default_factory=list)  # trials of dead workers failed by this run
+    notes: list[str] = field(default_factory=list)  # what the user should know about this setting
+    confirmations: int = 0  # retrainings with other seeds done by this run
 
 
 def run_search(config: SearchConfig, on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
-               on_start: Callable[[optuna.Study, list[str]], None] | None = None,
+               on_start: Callable[[SearchOutcome], None] | None = None,
+               on_confirm: Callable[[TrialRecord, int, float], None] | None = None,
                stop: threading.Event | None = None) -> SearchOutcome:
     """Runs (or resumes) the study until it holds `n_trials` finished trials or the timeout passes,
     with `config.workers - 1` extra processes on this machine sharing it through the storage.
@@ -160,8 +182,10 @@ def run_search(config: SearchConfig, on_trial: Callable[[optuna.Study, FrozenTri
     outcome = SearchOutcome(study)
     outcome.stale_failed = fail_stale_trials(study)
     outcome.enqueued = enqueue_named(study, space) if config.named and created else []
+    note = deployment_note(space, dataset, config.data)
+    outcome.notes += [note] if note else []
     if on_start is not None:
-        on_start(study, outcome.enqueued)
+        on_start(outcome)
     workers = start_workers(config, study.study_name, config.workers - 1)
     objective = Objective(space, dataset, config, make_pruner(config.pruner), stop=stop)
     start = time.perf_counter()
@@ -184,6 +208,12 @@ def run_search(config: SearchConfig, on_trial: Callable[[optuna.Study, FrozenTri
         stop.set()
     finally:
         outcome.failed_workers = wait_for_workers(workers)
+    if config.worker_index == 0 and not stop.is_set():
+        try:
+            outcome.confirmations = confirm(study, dataset, config.proxy, config.seed, config.confirm,
+                                            on_result=on_confirm, stop=stop)
+        except KeyboardInterrupt:
+            stop.set()
     outcome.stale_failed += fail_stale_trials(study)
     outcome.interrupted = stop.is_set()
     outcome.elapsed_s = time.perf_counter() - start

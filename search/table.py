@@ -20,14 +20,22 @@ FIXED_COLUMNS = (
     "trial",  # the Optuna trial number
     "status",  # trained, over budget, pruned, invalid, failed, running, waiting
     "state",  # Optuna's: COMPLETE, PRUNED, FAIL, RUNNING, WAITING
-    "pareto",  # on Optuna's feasible Pareto front (study.best_trials)
+    "pareto",  # on the feasible Pareto front (decided on seed means where confirmed)
     "named",  # T0..L when the candidate is a named config
     "proxy_top1",  # held-out top-1 after the last epoch, a fraction; trained trials only
+    "top1",  # what the front is decided on: the seed mean where confirmed, else proxy_top1
+    "top1_ci_low",  # its 95% interval: binomial on the test split, and over seeds where confirmed
+    "top1_ci_high",
+    "top1_seed_std",  # standard deviation over seeds (confirmed trials only)
+    "seeds",  # how many seeds it was trained with
+    "test_images",  # held-out images the top-1 was measured on
+    "learned_nothing",  # true when its top-1 cannot be told apart from chance
     "last_epoch_top1",  # top-1 after the last epoch it trained (a pruned trial's included)
     "epochs_trained",
     "latency_ms",
     "latency_ci_low_ms",
     "latency_ci_high_ms",
+    "latency_settled",  # the latency's interval settled before the timing cap (false: a busy machine)
     "over_budget_ms",  # measured latency minus the budget (negative: within it)
     "gmacs",  # G multiply-adds at batch 1
     "achieved_gmacs_per_s",  # G multiply-adds per second at the measured latency
@@ -51,6 +59,7 @@ def columns(records: Sequence[TrialRecord]) -> list[str]:
 def row(record: TrialRecord, params: Sequence[str]) -> dict[str, str]:
     """One trial's cells, as text."""
     ci = record.latency_ci_ms or (None, None)
+    top1_ci = record.accuracy_ci or (None, None)
     cells: dict[str, str] = {
         "trial": str(record.number),
         "status": record.status,
@@ -58,11 +67,19 @@ def row(record: TrialRecord, params: Sequence[str]) -> dict[str, str]:
         "pareto": "true" if record.pareto else "false",
         "named": record.named or "",
         "proxy_top1": _fixed(record.proxy_acc, 4),
+        "top1": _fixed(record.accuracy, 4),
+        "top1_ci_low": _fixed(top1_ci[0], 4),
+        "top1_ci_high": _fixed(top1_ci[1], 4),
+        "top1_seed_std": _fixed(record.accuracy_std, 4),
+        "seeds": str(len(record.seed_accs)) if record.seed_accs else "",
+        "test_images": "" if record.test_size is None else str(record.test_size),
+        "learned_nothing": "true" if record.learned_nothing else ("false" if record.proxy_acc is not None else ""),
         "last_epoch_top1": _fixed(record.last_acc, 4),
         "epochs_trained": str(len(record.curve)),
         "latency_ms": _fixed(record.latency_ms, 3),
         "latency_ci_low_ms": _fixed(ci[0], 3),
         "latency_ci_high_ms": _fixed(ci[1], 3),
+        "latency_settled": "" if record.latency_stable is None else str(record.latency_stable).lower(),
         "over_budget_ms": _fixed(record.over_budget_ms, 3),
         "gmacs": _significant(None if record.flops is None else record.flops / 1e9),
         "achieved_gmacs_per_s": _significant(None if record.flops_per_s is None else record.flops_per_s / 1e9),

@@ -8,7 +8,8 @@ added here, in one place: a `Key`, a field of the record, and the writer method 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+import statistics
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import optuna
@@ -18,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from fasternet_space import ArchSpec, CostReport, dump_spec, named_label
 from fasternet_space.measure import Measurement
 from fasternet_space.spec import SpecError
+from fasternet_space.stats import seed_interval, wilson_interval
 
 CONSTRAINT = "latency_over_budget_ms"  # the Optuna constraint: measured latency minus the budget
 
@@ -40,6 +42,16 @@ class Key:
     CURVE = "proxy_curve"  # held-out top-1 after each epoch
     PRUNED_BELOW = "pruned_below"  # the threshold a pruned trial's top-1 fell under
     REASON = "fail_reason"  # why it was not trained or did not finish
+    TEST_SIZE = "test_size"  # held-out images the top-1 was measured on
+    CHANCE = "chance"  # top-1 of guessing (1 / classes)
+    SEED = "proxy_seed"  # the seed the proxy trained with
+    LATENCY_STABLE = "latency_stable"  # the latency's interval settled before the timing cap
+    LOAD = "load_per_core"  # the machine's 1-minute load average per core when timing started
+
+
+# A finished trial takes no new attributes in Optuna: confirmations (retrainings with other seeds, done
+# after the search) are study attributes, one key per trial and seed, so concurrent writers never collide.
+CONFIRM_PREFIX = "confirm:"
 
 
 # What a trial came to, worked out in one place (`TrialRecord.status`).
@@ -79,9 +91,49 @@ class TrialRecord:
     curve: tuple[float, ...] = ()
     pruned_below: float | None = None
     reason: str | None = None  # set for every trial that was not trained to the end
+    test_size: int | None = None
+    chance: float | None = None
+    seed_accs: tuple[tuple[int, float], ...] = ()  # (seed, top-1): its own training first, then confirmations
+    latency_stable: bool | None = None
+    load_per_core: float | None = None
+
+    @property
+    def confirmed(self) -> bool:
+        """Trained with more than one seed."""
+        return len(self.seed_accs) > 1
+
+    @property
+    def accuracy(self) -> float | None:
+        """The top-1 the front is decided on: the seed mean where confirmed, else the single run's."""
+        if self.proxy_acc is None:
+            return None
+        return statistics.fmean(a for _, a in self.seed_accs) if self.confirmed else self.proxy_acc
+
+    @property
+    def accuracy_std(self) -> float | None:
+        return statistics.stdev(a for _, a in self.seed_accs) if self.confirmed else None
+
+    @property
+    def accuracy_ci(self) -> tuple[float, float] | None:
+        """95% interval of `accuracy`: binomial on the test split, and over seeds where confirmed."""
+        if self.proxy_acc is None or not self.test_size:
+            return None
+        if self.confirmed:
+            return seed_interval([a for _, a in self.seed_accs], self.test_size)[2:]
+        return wilson_interval(self.proxy_acc, self.test_size)
+
+    @property
+    def learned_nothing(self) -> bool:
+        """Trained, but its top-1 cannot be told apart from guessing: the binomial interval of its (mean)
+        top-1 over every held-out prediction it made reaches chance. (Seed spread alone is not guessing.)"""
+        if self.accuracy is None or not self.test_size or self.chance is None:
+            return False
+        return wilson_interval(self.accuracy, self.test_size * len(self.seed_accs))[0] <= self.chance
 
     @classmethod
-    def from_trial(cls, trial: FrozenTrial, front: set[int] | frozenset[int] = frozenset()) -> TrialRecord:
+    def from_trial(cls, trial: FrozenTrial, front: set[int] | frozenset[int] = frozenset(),
+                   confirmations: dict[int, float] | None = None) -> TrialRecord:
+        """The record of a trial; `front`: numbers on the Pareto front; `confirmations`: seed -> top-1."""
         a = trial.user_attrs
         latency = _number(a.get(Key.LATENCY))
         over = _number((trial.constraints or {}).get(CONSTRAINT))
@@ -103,6 +155,10 @@ class TrialRecord:
             feasible=feasible, over_budget_ms=over,
             proxy_acc=_number(a.get(Key.PROXY_ACC)) if status == TRAINED else None,
             curve=curve, pruned_below=_number(a.get(Key.PRUNED_BELOW)), reason=reason,
+            test_size=_integer(a.get(Key.TEST_SIZE)), chance=_number(a.get(Key.CHANCE)),
+            seed_accs=_seed_accs(a, status, confirmations or {}),
+            latency_stable=a.get(Key.LATENCY_STABLE) if isinstance(a.get(Key.LATENCY_STABLE), bool) else None,
+            load_per_core=_number(a.get(Key.LOAD)),
         )
 
     @property
@@ -127,14 +183,57 @@ class TrialRecord:
         data = asdict(self)
         data["latency_ci_ms"] = list(self.latency_ci_ms) if self.latency_ci_ms else None
         data["curve"] = list(self.curve)
+        data["seed_accs"] = [list(pair) for pair in self.seed_accs]
+        ci = self.accuracy_ci
+        data.update(accuracy=self.accuracy, accuracy_std=self.accuracy_std,
+                    accuracy_ci=list(ci) if ci else None, learned_nothing=self.learned_nothing)
         return data
 
 
 def read_trials(study: optuna.Study) -> list[TrialRecord]:
-    """Every trial of the study as a record, with its membership of Optuna's feasible Pareto front."""
-    trials = study.get_trials(deepcopy=False)
-    front = {t.number for t in study.best_trials} if any(t.state == TrialState.COMPLETE for t in trials) else set()
-    return [TrialRecord.from_trial(t, front) for t in trials]
+    """Every trial of the study as a record, with its confirmations and its membership of the feasible
+    Pareto front. The front is Optuna's (maximise top-1, minimise latency, within budget), computed on
+    the seed means where a trial was confirmed with more seeds."""
+    confirmations = _confirmations(study.user_attrs)
+    records = [TrialRecord.from_trial(t, confirmations=confirmations.get(t.number))
+               for t in study.get_trials(deepcopy=False)]
+    front = _non_dominated([r for r in records if r.status == TRAINED and r.latency_ms is not None])
+    return [replace(r, pareto=True) if r.number in front else r for r in records]
+
+
+def store_confirmation(study: optuna.Study, number: int, seed: int, accuracy: float) -> None:
+    """Stores the top-1 of trial `number` retrained with `seed` (a study attribute: see CONFIRM_PREFIX)."""
+    study.set_user_attr(f"{CONFIRM_PREFIX}{number}:{seed}", accuracy)
+
+
+def _confirmations(study_attrs: dict[str, Any]) -> dict[int, dict[int, float]]:
+    found: dict[int, dict[int, float]] = {}
+    for key, value in study_attrs.items():
+        if key.startswith(CONFIRM_PREFIX) and _number(value) is not None:
+            number, _, seed = key.removeprefix(CONFIRM_PREFIX).partition(":")
+            if number.isdigit() and seed.lstrip("-").isdigit():
+                found.setdefault(int(number), {})[int(seed)] = float(value)
+    return found
+
+
+def _non_dominated(records: list[TrialRecord]) -> set[int]:
+    front = set()
+    for r in records:
+        dominated = any(o.accuracy >= r.accuracy and o.latency_ms <= r.latency_ms
+                        and (o.accuracy > r.accuracy or o.latency_ms < r.latency_ms) for o in records)
+        if not dominated:
+            front.add(r.number)
+    return front
+
+
+def _seed_accs(attrs: dict[str, Any], status: str, confirmations: dict[int, float]) -> tuple[tuple[int, float], ...]:
+    own = _number(attrs.get(Key.PROXY_ACC))
+    if status != TRAINED or own is None:
+        return ()
+    seed = _integer(attrs.get(Key.SEED))
+    seed = 0 if seed is None else seed
+    others = tuple((s, a) for s, a in sorted(confirmations.items()) if s != seed)
+    return ((seed, own), *others)
 
 
 class TrialWriter:
@@ -156,6 +255,10 @@ class TrialWriter:
         self.trial.set_user_attr(Key.PARAM_COUNT, cost.params)
         self.trial.set_user_attr(Key.FLOPS, cost.flops)
 
+    def machine_load(self, load_per_core: float) -> None:
+        """How busy the machine was when timing started (1.0: every core had a runnable process)."""
+        self.trial.set_user_attr(Key.LOAD, load_per_core)
+
     def measurement(self, measurement: Measurement, budget_ms: float) -> bool:
         """Stores the latency and the budget verdict (an Optuna constraint); True when within budget."""
         latency = measurement.latency_ms
@@ -163,6 +266,7 @@ class TrialWriter:
                            (Key.THROUGHPUT, measurement.throughput), (Key.FLOPS_PER_S, measurement.flops_per_s),
                            (Key.PROTOCOL, measurement.protocol.to_dict())):
             self.trial.set_user_attr(key, value)
+        self.trial.set_user_attr(Key.LATENCY_STABLE, measurement.stable)
         self.trial.set_constraint(CONSTRAINT, latency - budget_ms)
         feasible = latency <= budget_ms
         self.trial.set_user_attr(Key.FEASIBLE, feasible)
@@ -181,8 +285,11 @@ class TrialWriter:
         self.trial.set_user_attr(Key.REASON, reason)
         return reason
 
-    def accuracy(self, acc: float) -> None:
-        self.trial.set_user_attr(Key.PROXY_ACC, acc)
+    def proxy_result(self, acc: float, test_size: int, classes: int, seed: int) -> None:
+        """The final held-out top-1, with what its noise and its meaning depend on."""
+        for key, value in ((Key.TEST_SIZE, test_size), (Key.CHANCE, 1.0 / classes), (Key.SEED, seed),
+                           (Key.PROXY_ACC, acc)):
+            self.trial.set_user_attr(key, value)
 
     def failure(self, reason: str, keep_earlier: bool = False) -> None:
         """Why the trial failed (`keep_earlier`: unless a more precise reason is stored already)."""

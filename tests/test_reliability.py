@@ -77,7 +77,7 @@ BAD_INPUTS = [
     (lambda f: ["search", "--space", str(f["tmp"] / "gone.yaml"), "--storage", f["storage"]], ["file not found"]),
     (lambda f: ["search", "--space", f["malformed"], "--storage", f["storage"]], ["not valid YAML"]),
     (lambda f: ["search", "--space", f["bad_space"], "--storage", f["storage"]], ["field 'act'", "'mish'"]),
-    (lambda f: search_args(f, "--data", "mnist"), ["'mnist'", "digits, cifar10:DIR, imagefolder:DIR"]),
+    (lambda f: search_args(f, "--data", "svhn"), ["--data 'svhn'", "digits, fashion, fashion-mnist:DIR"]),
     (lambda f: search_args(f, "--data", f"cifar10:{f['tmp'] / 'nodata'}"), ["cifar10", "not found"]),
     (lambda f: search_args(f, "--data", f"cifar10:{f['tmp']}"), ["data_batch_1 not found", "python batches"]),
     (lambda f: ["search", "--space", f["float_space"], "--storage", f["storage"], "--sampler", "grid"],

@@ -136,7 +136,7 @@ def test_search_bad_input(tiny_space_file, tmp_path):
     base = ["search", "--space", str(tiny_space_file), "--storage", f"sqlite:///{tmp_path / 'b.db'}"]
     assert_one_line_error(run_cli(*base, "--latency-budget", "20 parsecs"), "20 parsecs", "ms or s")
     assert_one_line_error(run_cli(*base, "--n-trials", "-3"), "--n-trials", "positive")
-    assert_one_line_error(run_cli(*base, "--data", "mnist"), "mnist", "digits, cifar10:DIR, imagefolder:DIR")
+    assert_one_line_error(run_cli(*base, "--data", "svhn"), "svhn", "digits, fashion, fashion-mnist:DIR")
     assert_one_line_error(run_cli(*base, "--sampler", "grid", "--space", "spaces/fasternet.yaml", "--n-trials", "1",
                                   "--space", str(tmp_path / "missing.yaml")), "file not found")
 

@@ -1,0 +1,119 @@
+"""The fidelity scatter: short-proxy top-1 against the longer training's top-1, one point per sampled trial.
+
+`scatter_data(report)` works out what to draw (points in %, labels, hover text, title); `scatter_figure`
+only draws it; `write_scatter` writes .html (self-contained, offline) or .png/.svg/.pdf (search.browser).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import plotly.graph_objects as go
+
+from . import browser
+from .errors import SearchError
+from .fidelity import Correlation, FidelityReport
+
+FORMATS = (".html", ".png", ".svg", ".pdf")
+IMAGE_SIZE = (900, 720)
+FRONT_COLOR = "#d62728"
+OTHER_COLOR = "#1f77b4"
+
+
+@dataclass(frozen=True)
+class ScatterPoint:
+    number: int
+    short: float  # top-1, %
+    long: float  # top-1, %
+    label: str | None  # the named config
+    pareto: bool
+    hover: str
+
+
+@dataclass(frozen=True)
+class ScatterData:
+    points: list[ScatterPoint]
+    title: str
+    subtitle: str
+    x_title: str
+    y_title: str
+    span: tuple[float, float]  # both axes, so that the diagonal is y = x
+
+
+def interval_text(c: Correlation) -> str:
+    if c.value is None:
+        return f"undefined (n={c.n})"
+    interval = f" [{c.low:.2f}, {c.high:.2f}]" if c.low is not None else ""
+    return f"{c.value:.2f}{interval}"
+
+
+def scatter_data(report: FidelityReport) -> ScatterData:
+    r = report.recipe
+    points = []
+    for p in report.pairs:
+        if p.long_top1 is None:
+            continue
+        rerun = "diverged" if p.rerun_top1 is None else f"{100 * p.rerun_top1:.1f}%"
+        hover = (f"<b>trial #{p.number}" + (f" · {p.named}" if p.named else "") + f"</b> ({p.why})<br>"
+                 f"short top-1 {100 * p.short_top1:.1f}% (seed {r.seed}), rerun {rerun} (seed {report.seed})<br>"
+                 f"{report.long_epochs}-epoch top-1 {100 * p.long_top1:.1f}%"
+                 + (f"<br>latency {p.latency_ms:.2f} ms" if p.latency_ms is not None else ""))
+        points.append(ScatterPoint(p.number, 100 * p.short_top1, 100 * p.long_top1, p.named, p.pareto, hover))
+    values = [v for pt in points for v in (pt.short, pt.long)] or [0.0, 100.0]
+    pad = max(1.0, 0.06 * (max(values) - min(values)))
+    title = (f"short proxy vs {report.multiplier}x epochs: Spearman {interval_text(report.spearman)}, "
+             f"Kendall tau-b {interval_text(report.kendall)}")
+    subtitle = (f"study {report.study} · {len(points)} trials · seed-to-seed Spearman of the short proxy (seed "
+                f"{r.seed} vs {report.seed}): {interval_text(report.seed_spearman)} · 95% bootstrap intervals "
+                f"over the pairs · {r.data}, {r.resolution} px, {r.epochs} vs {report.long_epochs} epochs")
+    return ScatterData(points, title, subtitle, f"short proxy top-1, {r.epochs} epochs (%)",
+                       f"top-1 after {report.long_epochs} epochs (%)", (min(values) - pad, max(values) + pad))
+
+
+def scatter_figure(data: ScatterData) -> go.Figure:
+    fig = go.Figure()
+    lo, hi = data.span
+    fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="equal top-1",
+                             line=dict(color="#aaa", dash="dot", width=1), hoverinfo="skip"))
+    for front in (False, True):
+        points = [p for p in data.points if p.pareto == front]
+        if points:
+            fig.add_trace(go.Scatter(
+                x=[p.short for p in points], y=[p.long for p in points], mode="markers+text",
+                name="Pareto front" if front else "other sampled trials",
+                marker=dict(size=11, color=FRONT_COLOR if front else OTHER_COLOR, line=dict(width=0.8, color="white")),
+                text=[f"<b>{p.label}</b>" if p.label else "" for p in points], textposition="top center",
+                customdata=[p.number for p in points], hovertext=[p.hover for p in points],
+                hovertemplate="%{hovertext}<extra></extra>"))
+    fig.update_xaxes(title_text=data.x_title, range=[lo, hi])
+    fig.update_yaxes(title_text=data.y_title, range=[lo, hi], scaleanchor="x", scaleratio=1)
+    fig.update_layout(template="plotly_white", width=IMAGE_SIZE[0], height=IMAGE_SIZE[1], font=dict(size=13),
+                      title=dict(text=f"<b>{data.title}</b>", subtitle=dict(text=data.subtitle, font=dict(size=11)),
+                                 x=0.01, xanchor="left"),
+                      margin=dict(l=70, r=30, t=110, b=70), legend=dict(x=0.01, y=0.99),
+                      hoverlabel=dict(align="left"))
+    return fig
+
+
+def check_out(out: str | Path) -> Path:
+    """Refuses, before any training, a path whose format cannot be written here."""
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in FORMATS:
+        raise SearchError("out", str(out), f"unknown figure format {out.suffix or '(no extension)'!r}; allowed: "
+                          + ", ".join(FORMATS))
+    if suffix != ".html" and not browser.chromium_available():
+        # this command writes no .csv/.json: only .html is the browser-free choice
+        raise SearchError("out", str(out), browser.no_browser_problem().replace(".html/.csv/.json", ".html"))
+    return out
+
+
+def write_scatter(report: FidelityReport, out: str | Path) -> Path:
+    out = check_out(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig = scatter_figure(scatter_data(report))
+    if out.suffix.lower() == ".html":
+        fig.write_html(out, include_plotlyjs=True, full_html=True, config={"displaylogo": False})
+        return out
+    return browser.write_image(fig, out, width=IMAGE_SIZE[0], height=IMAGE_SIZE[1])

@@ -21,7 +21,7 @@ from search.pruning import PRUNERS
 USER_ERRORS: tuple[type[Exception], ...] = (SpecError, CheckpointError, InputError)
 
 #: Library parameter names whose flag is not simply --the-same-name.
-FLAGS = {"budget": "--latency-budget", "budget_ms": "--latency-budget", "timeout_s": "--timeout",
+FLAGS = {"budget": "--latency-budget", "budget_ms": "--latency-budget", "timeout_s": "--timeout", "accuracy": "--proxy",
          "heartbeat_s": "--heartbeat", "out": "--out"}
 
 
@@ -242,6 +242,16 @@ def bench_models(specs, device, threads, batch_size, input_size, fmt) -> None:
               "[default: sqlite:///fasternet_studies.db].")
 @click.option("--study-name", help="[default: SPACE-DEVICE-BUDGET-DATA]")
 @click.option("--named/--no-named", default=True, show_default=True, help="Enqueue T0..L first where they fit the space.")
+@click.option("--proxy", "accuracy", default="train", show_default=True,
+              help="train: the short proxy training; zero-cost:NAME: a training-free search on a zero-cost score "
+                   "(synflow, naswot, grad_norm, snip, params, flops, or vote).")
+@click.option("--zero-cost/--no-zero-cost", "zero_cost_scores", default=True, show_default=True,
+              help="Store every feasible candidate's zero-cost scores before training (CSV/JSON, fidelity).")
+@click.option("--screen", type=int, default=0, show_default=True,
+              help="Two-stage: first score this many candidates without training (a study STUDY-screen), then "
+                   "train only the best --keep share of the feasible ones by the zero-cost vote (0: off).")
+@click.option("--keep", type=float, default=0.1, show_default=True,
+              help="With --screen: the share of the screened feasible candidates to train.")
 @click.option("--confirm", type=int, default=3, show_default=True, callback=positive("--confirm"),
               help="Seeds per front candidate and named config, retrained at the end (1: none); the front is "
                    "decided on their means.")
@@ -256,8 +266,8 @@ def bench_models(specs, device, threads, batch_size, input_size, fmt) -> None:
 @click.option("--export", "export_dir", type=click.Path(file_okay=False), help="Write plots, CSV and the best spec here.")
 @click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
 def search(device, budget, n_trials, timeout, seed, space_path, data, proxy_epochs, proxy_resolution, proxy_batch_size,
-           proxy_lr, max_train_samples, sampler, pruner, storage, study_name, named, confirm, threads, workers,
-           heartbeat, out_spec, export_dir, quiet) -> None:
+           proxy_lr, max_train_samples, sampler, pruner, storage, study_name, named, accuracy, zero_cost_scores,
+           screen, keep, confirm, threads, workers, heartbeat, out_spec, export_dir, quiet) -> None:
     """Search the space under a latency budget: measured latency, short-proxy accuracy, Optuna samplers."""
     from fasternet_space.measure import resolve_device
     from fasternet_space.proxy import ProxyConfig
@@ -273,7 +283,8 @@ def search(device, budget, n_trials, timeout, seed, space_path, data, proxy_epoc
         budget_ms=parse_budget(budget), device=device, space=resolve_space(space_path), threads=threads, data=data,
         proxy=ProxyConfig(epochs=proxy_epochs, resolution=proxy_resolution, batch_size=proxy_batch_size, lr=proxy_lr),
         max_train_samples=max_train_samples, n_trials=n_trials, timeout_s=timeout, seed=seed, sampler=sampler,
-        pruner=pruner, named=named, confirm=confirm, storage=storage or DEFAULT_STORAGE, study_name=study_name,
+        pruner=pruner, named=named, accuracy=accuracy, zero_cost_scores=zero_cost_scores, screen=screen, keep=keep,
+        confirm=confirm, storage=storage or DEFAULT_STORAGE, study_name=study_name,
         heartbeat_s=heartbeat, workers=workers, lock_dir=default_lock_dir(),
     ).validate()
     progress = SearchProgress(config.n_trials, config.budget_ms, quiet)
@@ -344,7 +355,7 @@ class SearchProgress:
         import time
 
         from search import TrialRecord, best_feasible, read_trials
-        from search.trial import TRAINED
+        from search.trial import SCORED, TRAINED
 
         self.done_here += 1
         if self.quiet:
@@ -355,10 +366,12 @@ class SearchProgress:
         label = f"#{record.number}" + (f" {record.named}" if record.named else "")
         if record.status == TRAINED:
             what = f"top-1 {record.proxy_acc:.3f}, latency {record.latency_ms:.2f} ms"
+        elif record.status == SCORED:
+            what = f"{record.score_name} {record.score:.4g} (untrained), latency {record.latency_ms:.2f} ms"
         else:
             what = f"{record.status}: {record.reason or 'no reason stored (its worker stopped or was killed)'}"
         best = best_feasible(records)
-        best_text = f"best {best.proxy_acc:.3f} @ {best.latency_ms:.1f} ms (#{best.number})" if best else "no feasible yet"
+        best_text = f"best {best.merit:.4g} @ {best.latency_ms:.1f} ms (#{best.number})" if best else "no feasible yet"
         elapsed = time.perf_counter() - self.started
         left = max(self.n_trials - finished, 0)
         eta = f", ~{elapsed / self.done_here * left / 60:.1f} min left" if self.done_here and left else ""
@@ -372,6 +385,8 @@ def _fixed(value: float | None, digits: int) -> str:
 
 def _accuracy(record) -> str:
     """'0.861 [0.846, 0.876] (3 seeds)': the top-1 the front is decided on, with its 95% interval."""
+    if record.score is not None:
+        return f"{record.score_name} {record.score:.4g} (untrained)"
     if record.accuracy is None:
         return "n/a"
     ci = record.accuracy_ci
@@ -385,7 +400,7 @@ def print_search_summary(outcome, budget_ms, best_path, export_dir) -> None:
     from search import best_feasible, pareto_front, read_trials
     from search.export import export_study, save_best_spec
     from search.results import standing
-    from search.trial import FAILED, OVER_BUDGET, PRUNED, TRAINED
+    from search.trial import FAILED, OVER_BUDGET, PRUNED, SCORED, TRAINED
 
     study = outcome.study
     records = read_trials(study)
@@ -395,8 +410,9 @@ def print_search_summary(outcome, budget_ms, best_path, export_dir) -> None:
     if outcome.stale_failed:
         click.echo(f"failed {len(outcome.stale_failed)} trial(s) left running by a stopped worker: "
                    + ", ".join(f"#{n}" for n in outcome.stale_failed))
-    counts = {s: sum(r.status == s for r in records) for s in (TRAINED, OVER_BUDGET, PRUNED, FAILED)}
-    click.echo(f"study {study.study_name!r}: {counts[TRAINED]} trained within budget, {counts[OVER_BUDGET]} over "
+    counts = {s: sum(r.status == s for r in records) for s in (TRAINED, SCORED, OVER_BUDGET, PRUNED, FAILED)}
+    scored = f"{counts[SCORED]} scored without training, " if counts[SCORED] else ""
+    click.echo(f"study {study.study_name!r}: {counts[TRAINED]} trained within budget, {scored}{counts[OVER_BUDGET]} over "
                f"the {budget_ms:g} ms budget (measured, not trained), {counts[PRUNED]} pruned, {counts[FAILED]} "
                f"failed; {outcome.elapsed_s / 60:.1f} min this run")
     front = pareto_front(records)
@@ -427,7 +443,8 @@ def print_search_summary(outcome, budget_ms, best_path, export_dir) -> None:
         click.echo(f"\nno trial met the {budget_ms:g} ms budget yet; raise --latency-budget or --n-trials")
     else:
         path = save_best_spec(records, study.study_name, best_path or Path("runs") / study.study_name / "best.yaml")
-        click.echo(f"\nbest feasible: trial #{best.number}, top-1 {_accuracy(best)}, latency "
+        what = _accuracy(best) if best.score is not None else f"top-1 {_accuracy(best)}"
+        click.echo(f"\nbest feasible: trial #{best.number}, {what}, latency "
                    f"{best.latency_ms:.2f} ms -> {path}  (python cli.py build --spec {path})")
     if export_dir:
         for written in export_study(study, Path(export_dir), budget_ms=budget_ms):

@@ -21,6 +21,7 @@ from .pruning import PRUNERS
 from .storage import DEFAULT_STORAGE
 
 SAMPLERS = ("tpe", "nsga2", "random", "gp", "grid")
+ZERO_COST_CHOICES = ("synflow", "naswot", "grad_norm", "snip", "params", "flops", "vote")
 
 # Search timing: a stable median within +-3% of it, or at most 4 s per candidate.
 SEARCH_TIMING = TimingPolicy(warmup=3, min_repeats=7, max_time_s=4.0, rel_ci=0.03)
@@ -49,6 +50,10 @@ class SearchConfig:
     proxy: ProxyConfig = field(default_factory=ProxyConfig)  # epochs, resolution, batch, learning rate
     max_train_samples: int | None = 5000  # training images the proxy sees (its budget)
     max_test_samples: int | None = 2000  # held-out images its top-1 is measured on
+    accuracy: str = "train"  # train (the short proxy), or zero-cost:NAME (a score, or vote): no training
+    zero_cost_scores: bool = True  # store every feasible candidate's zero-cost scores before training
+    screen: int = 0  # two-stage: first score this many candidates without training (0: off)
+    keep: float = 0.1  # then train this fraction of the feasible ones, the best by the zero-cost vote
     # --- the sampler and the run
     n_trials: int = 40  # finished trials the study should hold (a resumed study runs only the rest)
     timeout_s: float | None = None  # start no new trial after this many seconds
@@ -87,6 +92,15 @@ class SearchConfig:
             raise SearchError("sampler", repr(self.sampler), f"not known; allowed: {', '.join(SAMPLERS)}")
         if self.pruner not in PRUNERS:
             raise SearchError("pruner", repr(self.pruner), f"not known; allowed: {', '.join(PRUNERS)}")
+        allowed_accuracy = ["train", *(f"zero-cost:{n}" for n in ZERO_COST_CHOICES)]
+        if self.accuracy not in allowed_accuracy:
+            raise SearchError("accuracy", repr(self.accuracy), f"not known; allowed: {', '.join(allowed_accuracy)}")
+        if self.screen < 0 or isinstance(self.screen, bool):
+            raise SearchError("screen", self.screen, "allowed: 0 (off) or a positive number of candidates")
+        if not 0 < self.keep <= 1:
+            raise SearchError("keep", f"{self.keep:g}", "allowed: a fraction in (0, 1]")
+        if self.screen and self.accuracy != "train":
+            raise SearchError("screen", self.screen, "screens for a trained search; allowed: with accuracy 'train'")
         if not Path(self.space).is_file():
             raise SearchError("space", self.space, "file not found; allowed: a space YAML file")
         return self
@@ -98,7 +112,8 @@ class SearchConfig:
                 "threads": self.threads, "proxy_epochs": proxy.epochs,
                 "proxy_resolution": proxy.resolution, "proxy_batch_size": proxy.batch_size, "proxy_lr": proxy.lr,
                 "max_train_samples": self.max_train_samples, "space": str(self.space),
-                "space_sha256": hashlib.sha256(Path(self.space).read_bytes()).hexdigest()}
+                "space_sha256": hashlib.sha256(Path(self.space).read_bytes()).hexdigest(),
+                **({"accuracy": self.accuracy} if self.accuracy != "train" else {})}
 
     def proxy_setup(self) -> dict[str, Any]:
         """What else the proxy's numbers depend on (stored with the study; retrainings read it back)."""
@@ -112,7 +127,7 @@ class SearchConfig:
 
     def for_worker(self, index: int, study_name: str) -> SearchConfig:
         """The setting of extra worker `index` (1..): the same study, nothing enqueued, its own seeds."""
-        return replace(self, worker_index=index, study_name=study_name, named=False, workers=1)
+        return replace(self, worker_index=index, study_name=study_name, named=False, workers=1, screen=0)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

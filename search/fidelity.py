@@ -6,10 +6,10 @@ held-out size), the same resolution, batch size and peak learning rate (the one-
 longer run). Both retrainings, the long one and a second short one, use another seed than the study's.
 
 The sample: the Pareto front, then the named configs, then other trained trials (those already retrained
-first, then in an order fixed by the study's seed), `sample` of them in all. Reported: Spearman and
-Kendall tau-b between the short proxy's top-1 and the long top-1, and the Spearman between the short
-proxy and its rerun under the other seed (how stable its ranking is from seed to seed), each with a
-percentile bootstrap 95% interval over the pairs.
+first, then in an order fixed by the study's seed), `sample` of them in all, each architecture once.
+Reported: Spearman and Kendall tau-b between the short proxy's top-1 and the long top-1, and the Spearman
+between the short proxy and its rerun under the other seed (how stable its ranking is from seed to seed),
+each with a percentile bootstrap 95% interval over the pairs.
 
 Every retraining's top-1 is a study user attribute `fidelity:M:TRIAL:SEED` (M = 1: the short recipe),
 so a rerun reuses what is stored and concurrent runs never overwrite each other. A short rerun the search
@@ -18,6 +18,7 @@ already made (its confirmations, `TrialRecord.seed_accs`) is reused, not trained
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -183,10 +184,11 @@ def _draw(seed: int, number: int) -> float:
     return float(np.random.default_rng([seed, number]).random())
 
 
-def choose_sample(records: Sequence[TrialRecord], size: int, order_seed: int,
-                  done: set[int] | frozenset[int] = frozenset()) -> list[tuple[TrialRecord, str]]:
-    """(record, why) for up to `size` trained trials: the front (fastest first), the named configs, then the
-    others, those in `done` (already retrained) first, then in an order fixed by `order_seed`."""
+def candidates(records: Sequence[TrialRecord], order_seed: int,
+               done: set[int] | frozenset[int] = frozenset()) -> list[tuple[TrialRecord, str]]:
+    """(record, why) for every trained architecture once, in sampling order: the front (fastest first), the
+    named configs, then the others, those in `done` (already retrained) first, then in an order fixed by
+    `order_seed`. A trial repeating an earlier one's architecture is left out: it adds no information."""
     trained = trained_records(records)
     front = sorted((r for r in trained if r.pareto), key=lambda r: (r.latency_ms or 0.0, r.number))
     named = sorted((r for r in trained if r.named and not r.pareto),
@@ -195,8 +197,19 @@ def choose_sample(records: Sequence[TrialRecord], size: int, order_seed: int,
     chosen = {r.number for r in front + named}
     others = sorted((r for r in trained if r.number not in chosen),
                     key=lambda r: (r.number not in done, _draw(order_seed, r.number)))
-    ordered = [(r, "front") for r in front] + [(r, "named") for r in named] + [(r, "other") for r in others]
-    return ordered[:size]
+    ordered, seen = [], set()
+    for record, why in [(r, "front") for r in front] + [(r, "named") for r in named] + [(r, "other") for r in others]:
+        architecture = json.dumps({k: v for k, v in record.spec.items() if k != "name"}, sort_keys=True)
+        if architecture not in seen:
+            seen.add(architecture)
+            ordered.append((record, why))
+    return ordered
+
+
+def choose_sample(records: Sequence[TrialRecord], size: int, order_seed: int,
+                  done: set[int] | frozenset[int] = frozenset()) -> list[tuple[TrialRecord, str]]:
+    """The first `size` of `candidates`."""
+    return candidates(records, order_seed, done)[:size]
 
 
 # --------------------------------------------------------------------------------------------- plan and run
@@ -225,8 +238,9 @@ class Plan:
     sample: tuple[tuple[TrialRecord, str], ...]  # (record, why: front, named or other)
     jobs: tuple[Job, ...]  # to train, the long ones first
     reused: int  # results already stored for the sample
-    available: int  # trained trials in the study
-    front: int  # of them on the Pareto front
+    available: int  # distinct trained architectures in the study
+    repeats: int  # trained trials left out for repeating an architecture
+    front: int  # of the available, on the Pareto front
     resamples: int = RESAMPLES
 
 
@@ -310,18 +324,19 @@ def plan(study: optuna.Study, sample: int = DEFAULT_SAMPLE, budget_multiplier: i
         raise SearchError("seed", seed, "is the study's own seed, the short proxy's; the seed-to-seed comparison "
                           "needs another; allowed: any other integer")
     records = read_trials(study)
-    available = len(trained_records(records))
-    if available < MIN_SAMPLE:
-        raise SearchError("study", repr(study.study_name), f"has {available} trained trial(s); allowed: a study "
-                          f"with at least {MIN_SAMPLE}")
     stored = stored_results(study, records)
     runs = (budget_multiplier, 1)
     done = {r.number for r in records if all((m, r.number, seed) in stored for m in runs)}
-    chosen = choose_sample(records, sample, recipe.seed, done)
+    ordered = candidates(records, recipe.seed, done)
+    if len(ordered) < MIN_SAMPLE:
+        raise SearchError("study", repr(study.study_name), f"has {len(ordered)} trained architecture(s); allowed: "
+                          f"a study with at least {MIN_SAMPLE}")
+    chosen = ordered[:sample]
     jobs = [Job(r.number, m, seed) for m in runs for r, _ in chosen if (m, r.number, seed) not in stored]
     return Plan(study.study_name, recipe, budget_multiplier, seed, sample, tuple(chosen), tuple(jobs),
-                reused=2 * len(chosen) - len(jobs), available=available,
-                front=sum(r.pareto for r in trained_records(records)), resamples=resamples)
+                reused=2 * len(chosen) - len(jobs), available=len(ordered),
+                repeats=len(trained_records(records)) - len(ordered),
+                front=sum(why == "front" for _, why in ordered), resamples=resamples)
 
 
 def run(study: optuna.Study, plan: Plan, on_progress: Callable[[Progress], None] | None = None) -> FidelityReport:
@@ -389,8 +404,10 @@ def report(plan: Plan, stored: dict[tuple[int, int, int], Any], trained: dict[in
 def _notes(plan: Plan, pairs: Sequence[Pair]) -> list[str]:
     notes = []
     if plan.available < plan.requested:
-        notes.append(f"the study has {plan.available} trained trials: the sample is {plan.available}, "
+        notes.append(f"the study has {plan.available} trained architectures: the sample is {plan.available}, "
                      f"not {plan.requested}")
+    if plan.repeats:
+        notes.append(f"{plan.repeats} trained trial(s) repeat the architecture of another and are not sampled")
     if plan.front > len(pairs):
         notes.append(f"the sample is the {len(pairs)} fastest of the {plan.front} trials on the Pareto front; "
                      f"a sample of {plan.front} or more takes the whole front")

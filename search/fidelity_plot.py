@@ -16,7 +16,7 @@ from .errors import SearchError
 from .fidelity import Correlation, FidelityReport
 
 FORMATS = (".html", ".png", ".svg", ".pdf")
-IMAGE_SIZE = (900, 720)
+IMAGE_SIZE = (900, 860)
 FRONT_COLOR = "#d62728"
 OTHER_COLOR = "#1f77b4"
 
@@ -86,12 +86,13 @@ def scatter_figure(data: ScatterData) -> go.Figure:
                 text=[f"<b>{p.label}</b>" if p.label else "" for p in points], textposition="top center",
                 customdata=[p.number for p in points], hovertext=[p.hover for p in points],
                 hovertemplate="%{hovertext}<extra></extra>"))
-    fig.update_xaxes(title_text=data.x_title, range=[lo, hi])
+    fig.update_xaxes(title_text=data.x_title, range=[lo, hi], constrain="domain")
     fig.update_yaxes(title_text=data.y_title, range=[lo, hi], scaleanchor="x", scaleratio=1)
     fig.update_layout(template="plotly_white", width=IMAGE_SIZE[0], height=IMAGE_SIZE[1], font=dict(size=13),
                       title=dict(text=f"<b>{data.title}</b>", subtitle=dict(text=data.subtitle, font=dict(size=11)),
                                  x=0.01, xanchor="left"),
-                      margin=dict(l=70, r=30, t=110, b=70), legend=dict(x=0.01, y=0.99),
+                      margin=dict(l=70, r=30, t=110, b=120),
+                      legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.1, yanchor="top"),
                       hoverlabel=dict(align="left"))
     return fig
 

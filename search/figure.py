@@ -184,7 +184,7 @@ def _axes(fig: go.Figure, d: FigureData) -> None:
     for col, axis in ((1, d.x), (2, d.x_flops)):
         fig.update_xaxes(title_text=latency, type="log" if axis.log else "linear", range=axis.range, **axis.ticks(),
                          row=1, col=col)
-    fig.update_yaxes(title_text="proxy top-1 accuracy (%)", range=d.y_acc.range, zeroline=False, row=1, col=1)
+    fig.update_yaxes(title_text=d.y_title, range=d.y_acc.range, zeroline=False, row=1, col=1)
     fig.update_yaxes(title_text="FLOPs (G multiply-adds" + (", log scale)" if d.y_flops.log else ")"),
                      type="log" if d.y_flops.log else "linear", range=d.y_flops.range, **d.y_flops.ticks(),
                      row=1, col=2)

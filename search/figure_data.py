@@ -20,10 +20,21 @@ from fasternet_space.measure import Protocol
 from fasternet_space.report import human
 
 from .results import pareto_front
-from .trial import FAILED, INVALID, OVER_BUDGET, PRUNED, RUNNING, TRAINED, WAITING, TrialRecord, read_trials
+from .trial import (
+    FAILED,
+    INVALID,
+    OVER_BUDGET,
+    PRUNED,
+    RUNNING,
+    SCORED,
+    TRAINED,
+    WAITING,
+    TrialRecord,
+    read_trials,
+)
 
 SPEC_KEYS = ("embed_dim", "depths", "partial_ratio", "mlp_ratio", "act", "norm")  # shown in the hover text
-DRAWN = (TRAINED, OVER_BUDGET, PRUNED, FAILED)  # statuses drawn when the trial has a measured latency
+DRAWN = (TRAINED, SCORED, OVER_BUDGET, PRUNED, FAILED)  # statuses drawn when the trial has a measured latency
 TOP, BOTTOM = "top center", "bottom center"  # label positions
 
 
@@ -57,12 +68,15 @@ def point(record: TrialRecord) -> Point | None:
         return None
     acc = record.accuracy if record.status == TRAINED else record.last_acc if record.status == PRUNED else None
     ci = record.accuracy_ci if record.status == TRAINED else None
+    scale = 100.0  # top-1 in percent; a training-free trial's score as it is
+    if record.status == SCORED:
+        acc, scale = record.score, 1.0
     per_s = record.flops_per_s
     if per_s is None and record.flops is not None:
         per_s = record.flops / (record.latency_ms / 1e3)
     return Point(
         number=record.number, status=record.status, pareto=record.pareto, named=record.named,
-        latency_ms=record.latency_ms, acc=None if acc is None else 100.0 * acc,
+        latency_ms=record.latency_ms, acc=None if acc is None else scale * acc,
         acc_ci=None if ci is None else (100.0 * ci[0], 100.0 * ci[1]),
         gmacs=record.flops / 1e9 if record.flops else None, gflops_per_s=None if per_s is None else per_s / 1e9,
         hover=hover_text(record, None if acc is None else 100.0 * acc),
@@ -81,7 +95,9 @@ def status_text(record: TrialRecord) -> str:
 def hover_text(record: TrialRecord, acc_percent: float | None) -> str:
     title = f"<b>trial #{record.number}" + (f" · {record.named}" if record.named else "") + "</b>"
     lines = [f"{title} ({status_text(record)})"]
-    if acc_percent is not None:
+    if record.status == SCORED:
+        lines.append(f"zero-cost {record.score_name}: {record.score:.4g} (untrained)")
+    elif acc_percent is not None:
         last = " (last epoch before pruning)" if record.status == PRUNED else ""
         ci = record.accuracy_ci if record.status == TRAINED else None
         interval = f", 95% CI {100 * ci[0]:.1f}–{100 * ci[1]:.1f} %" if ci else ""
@@ -306,6 +322,7 @@ class FigureData:
     front_line: tuple[list[float], list[float]]  # the front as a staircase, carried on to the budget
     x: Axis  # latency, left panel
     y_acc: Axis  # top-1 %, with a strip below for the over-budget trials
+    y_title: str  # what the left panel's vertical axis shows
     over_y: float  # where the over-budget trials sit
     strip_y: float  # the line that separates that strip from the accuracy scale
     x_flops: Axis  # latency, right panel (room on the right for the FLOPS labels)
@@ -330,7 +347,10 @@ def figure_data(records: Sequence[TrialRecord], study_name: str | None = None,
     """The figure of these trials; `budget_ms` draws the budget (None: none)."""
     points = [p for p in map(point, records) if p is not None]
     by_number = {p.number: p for p in points}
-    trained = [p for p in points if p.status == TRAINED and p.acc is not None]
+    trained = [p for p in points if p.status in (TRAINED, SCORED) and p.acc is not None]
+    scored = sorted({r.score_name for r in records if r.status == SCORED and r.score_name})
+    y_title = (f"zero-cost score, untrained: {', '.join(scored)}" if scored and not any(
+        r.status == TRAINED for r in records) else "proxy top-1 accuracy (%)")
     front = [by_number[r.number] for r in pareto_front(list(records))
              if r.number in by_number and by_number[r.number].acc is not None]
     pruned = [p for p in points if p.status == PRUNED and p.acc is not None]
@@ -363,7 +383,7 @@ def figure_data(records: Sequence[TrialRecord], study_name: str | None = None,
     return FigureData(
         title=_title(study_name, device_name, budget_ms), subtitle=f"{protocol} · {summary(records)}",
         budget_ms=budget_ms, points=points, trained=trained, front=front, pruned=pruned, over=over,
-        front_line=(xs, ys), x=x, y_acc=y_acc, over_y=over_y, strip_y=floor - 0.04 * (top - floor),
+        front_line=(xs, ys), x=x, y_acc=y_acc, y_title=y_title, over_y=over_y, strip_y=floor - 0.04 * (top - floor),
         x_flops=x_flops, y_flops=y_flops, flops_lines=lines, color_range=_color_range(gflops),
         left_labels=labels(named_left, x, y_acc), right_labels=labels(named_right, x_flops, y_flops),
     )

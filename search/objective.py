@@ -20,7 +20,7 @@ from pathlib import Path
 import optuna
 import torch
 
-from fasternet_space import count
+from fasternet_space import count, zero_cost
 from fasternet_space.data import Dataset
 from fasternet_space.measure import measure_spec
 from fasternet_space.proxy import ProxyDiverged, train_proxy
@@ -30,7 +30,32 @@ from .config import SearchConfig
 from .pruning import CurvePruner
 from .space import SearchSpace
 from .storage import claim_trial
-from .trial import TrialWriter
+from .trial import TrialRecord, TrialWriter
+
+# Stored for every feasible candidate (the baselines params and flops are exact counts, stored already).
+STORED_SCORES = ("synflow", "naswot", "grad_norm", "snip")
+
+
+def _needed(accuracy: str) -> tuple[str, ...]:
+    name = accuracy.removeprefix("zero-cost:")
+    return zero_cost.VOTE_SCORES if name == "vote" else (name,)
+
+
+def _stored_scores(trial: optuna.Trial) -> list[dict[str, float]]:
+    """The zero-cost scores of the study's other finished trials."""
+    finished = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return [r.zero_cost for r in map(TrialRecord.from_trial, finished) if r.zero_cost and r.number != trial.number]
+
+
+def vote_percentile(scores: dict[str, float], others: list[dict[str, float]]) -> float:
+    """The vote of a candidate while the study grows: the mean, over synflow, naswot and snip, of the share
+    of scored candidates (itself included) that it scores at least as high as; in (0, 1], higher is better.
+    It is relative to the trials so far, so early values are coarse (the study's vote is final at the end)."""
+    shares = []
+    for name in zero_cost.VOTE_SCORES:
+        pool = [o[name] for o in others if name in o] + [scores[name]]
+        shares.append(sum(v <= scores[name] for v in pool) / len(pool))
+    return sum(shares) / len(shares)
 
 
 @contextlib.contextmanager
@@ -98,6 +123,16 @@ class Objective:
             measurement = measure_spec(spec, device=config.device, threads=config.threads, policy=config.timing)
         if not writer.measurement(measurement, config.budget_ms):
             return 0.0, measurement.latency_ms
+
+        if config.zero_cost_scores or config.accuracy != "train":
+            names = STORED_SCORES if config.zero_cost_scores else _needed(config.accuracy)
+            scores = zero_cost.scores(names, spec, self.dataset, seed=config.seed, threads=config.proxy.threads)
+            writer.zero_cost(scores)
+        if config.accuracy != "train":
+            name = config.accuracy.removeprefix("zero-cost:")
+            value = vote_percentile(scores, _stored_scores(trial)) if name == "vote" else scores[name]
+            writer.scored(name, value)
+            return value, measurement.latency_ms
 
         curve: list[float] = []
 

@@ -11,11 +11,14 @@ def pareto_front(records: list[TrialRecord]) -> list[TrialRecord]:
 
 
 def best_feasible(records: list[TrialRecord]) -> TrialRecord | None:
-    """The most accurate trial trained within budget; the faster one on a tie."""
-    candidates = [r for r in records if r.status == TRAINED and r.proxy_acc is not None and r.latency_ms is not None]
+    """The most accurate trial trained within budget (seed mean where confirmed), or in a training-free
+    study the best scored one; the faster one on a tie."""
+    candidates = [r for r in records if r.merit is not None and r.latency_ms is not None]
+    if any(r.status == TRAINED for r in candidates):
+        candidates = [r for r in candidates if r.status == TRAINED]
     if not candidates:
         return None
-    return max(candidates, key=lambda r: (r.proxy_acc, -r.latency_ms))
+    return max(candidates, key=lambda r: (r.merit, -r.latency_ms))
 
 
 def standing(record: TrialRecord, front: list[TrialRecord]) -> str:

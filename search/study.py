@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import optuna
 from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from fasternet_space import NAMED_SPECS
+from fasternet_space import NAMED_SPECS, zero_cost
 from fasternet_space.data import Dataset, load_dataset
 from fasternet_space.spec import SpecError
 
@@ -23,7 +24,7 @@ from .objective import Objective
 from .pruning import make_pruner
 from .space import SearchSpace
 from .storage import fail_stale_trials, make_storage, redact
-from .trial import Key, TrialRecord
+from .trial import SCORED, Key, TrialRecord, read_trials
 from .workers import start_workers, wait_for_workers
 
 DIRECTIONS = ["maximize", "minimize"]  # proxy_acc, latency_ms
@@ -81,7 +82,7 @@ def open_study(config: SearchConfig, space: SearchSpace) -> tuple[optuna.Study, 
     if stored is None:  # created by another worker a moment ago, which is setting it now
         time.sleep(1.0)
         stored = study.user_attrs.get("setting") or setting
-    differ = [k for k in setting if k != "space" and stored.get(k) != setting[k]]
+    differ = [k for k in {**stored, **setting} if k != "space" and stored.get(k) != setting.get(k)]
     if differ:
         was = ", ".join(f"{k} {_show(stored.get(k))}" for k in differ)
         raise SearchError("study_name", repr(name), f"the study in {where} was made with {was}; allowed: the same "
@@ -100,15 +101,40 @@ def _trial_count(storage: optuna.storages.BaseStorage, name: str) -> int:
         return 0
 
 
-def enqueue_named(study: optuna.Study, space: SearchSpace) -> list[str]:
-    """Enqueues the named configs that are points of the space (called once, by the study's creator)."""
-    enqueued = []
+def named_points(space: SearchSpace) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The named configs that are points of the space: label -> (spec name, Optuna parameters)."""
+    points = {}
     for key, spec in NAMED_SPECS.items():
         params = space.params_for(spec)
         if params is not None:
-            study.enqueue_trial(params, user_attrs={Key.NAMED: key.upper(), Key.SPEC_NAME: spec.name})
-            enqueued.append(key.upper())
-    return enqueued
+            points[key.upper()] = (spec.name, params)
+    return points
+
+
+def enqueue_named(study: optuna.Study, space: SearchSpace) -> list[str]:
+    """Enqueues the named configs that are points of the space (called once, by the study's creator)."""
+    points = named_points(space)
+    for label, (spec_name, params) in points.items():
+        study.enqueue_trial(params, user_attrs={Key.NAMED: label, Key.SPEC_NAME: spec_name})
+    return list(points)
+
+
+def screen(config: SearchConfig, space: SearchSpace, on_trial: Callable | None = None,
+           stop: threading.Event | None = None) -> tuple[list[dict[str, Any]], SearchOutcome]:
+    """The first stage of a two-stage search: scores `config.screen` candidates without training (a study
+    of its own, STUDY-screen, resumable like any other), then returns the parameters of the best
+    `config.keep` share of the feasible ones by the zero-cost vote (named configs left out: they are
+    enqueued in the trained study anyway), with the screening run's outcome."""
+    main_name = config.resolved_study_name(space.name)
+    screening = replace(config, study_name=f"{main_name}-screen", accuracy="zero-cost:vote", n_trials=config.screen,
+                        screen=0, confirm=1, zero_cost_scores=True)
+    outcome = run_search(screening, on_trial=on_trial, stop=stop)
+    scored = {r.number: r for r in read_trials(outcome.study)
+              if r.status == SCORED and r.zero_cost and not r.named
+              and all(n in r.zero_cost for n in zero_cost.VOTE_SCORES)}
+    votes = zero_cost.vote({n: r.zero_cost for n, r in scored.items()})
+    best = sorted(votes, key=lambda n: -votes[n])[:math.ceil(config.keep * len(votes))]
+    return [scored[n].params for n in best], outcome
 
 
 def check_space(space: SearchSpace, dataset: Dataset, samples: int = 32) -> None:
@@ -175,6 +201,12 @@ def run_search(config: SearchConfig, on_trial: Callable[[optuna.Study, FrozenTri
     config.validate()
     stop = stop or threading.Event()
     space = SearchSpace.from_yaml(config.space)
+    kept: list[dict[str, Any]] = []
+    if config.screen:
+        kept, screened = screen(config, space, on_trial=on_trial, stop=stop)
+        if stop.is_set():
+            return screened  # interrupted while screening: its summary; the same command resumes
+        config = replace(config, n_trials=len(kept) + (len(named_points(space)) if config.named else 0))
     dataset = load_dataset(config.data, config.proxy.resolution, seed=config.seed,
                            max_train=config.max_train_samples, max_test=config.max_test_samples)
     check_space(space, dataset)
@@ -182,6 +214,10 @@ def run_search(config: SearchConfig, on_trial: Callable[[optuna.Study, FrozenTri
     outcome = SearchOutcome(study)
     outcome.stale_failed = fail_stale_trials(study)
     outcome.enqueued = enqueue_named(study, space) if config.named and created else []
+    if kept and not study.user_attrs.get("screened"):  # once, by the run that screened
+        for params in kept:
+            study.enqueue_trial(params)
+        study.set_user_attr("screened", len(kept))
     note = deployment_note(space, dataset, config.data)
     outcome.notes += [note] if note else []
     if on_start is not None:

@@ -23,6 +23,8 @@ FIXED_COLUMNS = (
     "pareto",  # on the feasible Pareto front (decided on seed means where confirmed)
     "named",  # T0..L when the candidate is a named config
     "proxy_top1",  # held-out top-1 after the last epoch, a fraction; trained trials only
+    "score",  # a training-free trial's objective (the zero-cost score named in score_name)
+    "score_name",
     "top1",  # what the front is decided on: the seed mean where confirmed, else proxy_top1
     "top1_ci_low",  # its 95% interval: binomial on the test split, and over seeds where confirmed
     "top1_ci_high",
@@ -42,6 +44,7 @@ FIXED_COLUMNS = (
     "params_m",  # millions of parameters
 )
 PARAM_PREFIX = "param_"
+SCORE_PREFIX = "zc_"  # a zero-cost score of the untrained candidate
 LAST_COLUMNS = ("reason", "spec_json")
 LIST_SEPARATOR = ";"  # a list value in one cell: 1;2;8;2
 
@@ -52,11 +55,17 @@ def param_names(records: Sequence[TrialRecord]) -> list[str]:
     return sorted(names, key=lambda n: [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", n)])
 
 
+def score_names(records: Sequence[TrialRecord]) -> list[str]:
+    """Every zero-cost score stored for any trial, sorted."""
+    return sorted({name for r in records for name in (r.zero_cost or {})})
+
+
 def columns(records: Sequence[TrialRecord]) -> list[str]:
-    return [*FIXED_COLUMNS, *(PARAM_PREFIX + n for n in param_names(records)), *LAST_COLUMNS]
+    return [*FIXED_COLUMNS, *(PARAM_PREFIX + n for n in param_names(records)),
+            *(SCORE_PREFIX + n for n in score_names(records)), *LAST_COLUMNS]
 
 
-def row(record: TrialRecord, params: Sequence[str]) -> dict[str, str]:
+def row(record: TrialRecord, params: Sequence[str], scores: Sequence[str] = ()) -> dict[str, str]:
     """One trial's cells, as text."""
     ci = record.latency_ci_ms or (None, None)
     top1_ci = record.accuracy_ci or (None, None)
@@ -67,6 +76,8 @@ def row(record: TrialRecord, params: Sequence[str]) -> dict[str, str]:
         "pareto": "true" if record.pareto else "false",
         "named": record.named or "",
         "proxy_top1": _fixed(record.proxy_acc, 4),
+        "score": "" if record.score is None else f"{record.score:.6g}",
+        "score_name": record.score_name or "",
         "top1": _fixed(record.accuracy, 4),
         "top1_ci_low": _fixed(top1_ci[0], 4),
         "top1_ci_high": _fixed(top1_ci[1], 4),
@@ -87,6 +98,9 @@ def row(record: TrialRecord, params: Sequence[str]) -> dict[str, str]:
     }
     for name in params:
         cells[PARAM_PREFIX + name] = _value(record.params.get(name))
+    for name in scores:
+        value = (record.zero_cost or {}).get(name)
+        cells[SCORE_PREFIX + name] = "" if value is None else f"{value:.6g}"
     cells["reason"] = " ".join((record.reason or "").split())  # one line
     cells["spec_json"] = json.dumps(record.spec, separators=(",", ":")) if record.spec else ""
     return cells
@@ -94,8 +108,8 @@ def row(record: TrialRecord, params: Sequence[str]) -> dict[str, str]:
 
 def rows(records: Sequence[TrialRecord]) -> tuple[list[str], list[dict[str, str]]]:
     """The table's columns and its rows, one per trial in trial order."""
-    params = param_names(records)
-    return columns(records), [row(r, params) for r in sorted(records, key=lambda r: r.number)]
+    params, scores = param_names(records), score_names(records)
+    return columns(records), [row(r, params, scores) for r in sorted(records, key=lambda r: r.number)]
 
 
 def _fixed(value: float | None, decimals: int) -> str:

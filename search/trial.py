@@ -47,6 +47,8 @@ class Key:
     SEED = "proxy_seed"  # the seed the proxy trained with
     LATENCY_STABLE = "latency_stable"  # the latency's interval settled before the timing cap
     LOAD = "load_per_core"  # the machine's 1-minute load average per core when timing started
+    ZERO_COST = "zero_cost"  # zero-cost scores of the untrained candidate: name -> value
+    SCORE = "score"  # a training-free trial's accuracy objective: (score name, value)
 
 
 # A finished trial takes no new attributes in Optuna: confirmations (retrainings with other seeds, done
@@ -56,13 +58,14 @@ CONFIRM_PREFIX = "confirm:"
 
 # What a trial came to, worked out in one place (`TrialRecord.status`).
 TRAINED = "trained"  # within budget and trained to the end
+SCORED = "scored"  # within budget, scored without training (a training-free search)
 OVER_BUDGET = "over budget"  # measured over the latency budget, never trained
 PRUNED = "pruned"  # stopped early by the pruner
 INVALID = "invalid"  # the sampled point is not a valid network
 FAILED = "failed"  # an error, an interrupt, or a worker that died
 RUNNING = "running"
 WAITING = "waiting"
-STATUSES = (TRAINED, OVER_BUDGET, PRUNED, INVALID, FAILED, RUNNING, WAITING)
+STATUSES = (TRAINED, SCORED, OVER_BUDGET, PRUNED, INVALID, FAILED, RUNNING, WAITING)
 
 _INVALID_PREFIX = "invalid spec: "
 
@@ -96,6 +99,14 @@ class TrialRecord:
     seed_accs: tuple[tuple[int, float], ...] = ()  # (seed, top-1): its own training first, then confirmations
     latency_stable: bool | None = None
     load_per_core: float | None = None
+    zero_cost: dict[str, float] | None = None  # zero-cost scores of the untrained candidate
+    score_name: str | None = None  # a training-free trial's objective: which score
+    score: float | None = None  # and its value
+
+    @property
+    def merit(self) -> float | None:
+        """What the front maximises: the (mean) top-1 of a trained trial, the score of a scored one."""
+        return self.accuracy if self.status == TRAINED else self.score if self.status == SCORED else None
 
     @property
     def confirmed(self) -> bool:
@@ -141,7 +152,8 @@ class TrialRecord:
                                                        else None)
         curve = tuple(v for v in (_number(v) for v in a.get(Key.CURVE) or []) if v is not None)
         reason = a.get(Key.REASON) if isinstance(a.get(Key.REASON), str) else None
-        status = _status(trial.state, feasible, reason)
+        score = a.get(Key.SCORE) if isinstance(a.get(Key.SCORE), list) and len(a[Key.SCORE]) == 2 else None
+        status = _status(trial.state, feasible, reason, score is not None)
         if status == OVER_BUDGET and reason is None:
             reason = over_budget_reason(latency, over)
         ci = a.get(Key.LATENCY_CI)
@@ -159,6 +171,8 @@ class TrialRecord:
             seed_accs=_seed_accs(a, status, confirmations or {}),
             latency_stable=a.get(Key.LATENCY_STABLE) if isinstance(a.get(Key.LATENCY_STABLE), bool) else None,
             load_per_core=_number(a.get(Key.LOAD)),
+            zero_cost=_scores(a.get(Key.ZERO_COST)),
+            score_name=score[0] if score else None, score=_number(score[1]) if score else None,
         )
 
     @property
@@ -197,7 +211,7 @@ def read_trials(study: optuna.Study) -> list[TrialRecord]:
     confirmations = _confirmations(study.user_attrs)
     records = [TrialRecord.from_trial(t, confirmations=confirmations.get(t.number))
                for t in study.get_trials(deepcopy=False)]
-    front = _non_dominated([r for r in records if r.status == TRAINED and r.latency_ms is not None])
+    front = _non_dominated([r for r in records if r.merit is not None and r.latency_ms is not None])
     return [replace(r, pareto=True) if r.number in front else r for r in records]
 
 
@@ -219,8 +233,8 @@ def _confirmations(study_attrs: dict[str, Any]) -> dict[int, dict[int, float]]:
 def _non_dominated(records: list[TrialRecord]) -> set[int]:
     front = set()
     for r in records:
-        dominated = any(o.accuracy >= r.accuracy and o.latency_ms <= r.latency_ms
-                        and (o.accuracy > r.accuracy or o.latency_ms < r.latency_ms) for o in records)
+        dominated = any(o.merit >= r.merit and o.latency_ms <= r.latency_ms
+                        and (o.merit > r.merit or o.latency_ms < r.latency_ms) for o in records)
         if not dominated:
             front.add(r.number)
     return front
@@ -274,6 +288,14 @@ class TrialWriter:
             self.trial.set_user_attr(Key.REASON, over_budget_reason(latency, latency - budget_ms))
         return feasible
 
+    def zero_cost(self, scores: dict[str, float]) -> None:
+        """The candidate's zero-cost scores (-inf, a degenerate naswot, is stored as -1e308)."""
+        self.trial.set_user_attr(Key.ZERO_COST, {k: max(v, -1e308) if v == v else -1e308 for k, v in scores.items()})
+
+    def scored(self, name: str, value: float) -> None:
+        """A training-free trial's objective: the zero-cost score `name` in place of an accuracy."""
+        self.trial.set_user_attr(Key.SCORE, [name, value])
+
     def epoch(self, curve: list[float]) -> None:
         self.trial.set_user_attr(Key.CURVE, list(curve))
 
@@ -310,9 +332,9 @@ def over_budget_reason(latency_ms: float | None, over_ms: float | None) -> str:
             "budget; not trained")
 
 
-def _status(state: TrialState, feasible: bool | None, reason: str | None) -> str:
+def _status(state: TrialState, feasible: bool | None, reason: str | None, scored: bool = False) -> str:
     if state == TrialState.COMPLETE:
-        return OVER_BUDGET if feasible is False else TRAINED
+        return OVER_BUDGET if feasible is False else SCORED if scored else TRAINED
     if state == TrialState.PRUNED:
         if reason is not None and reason.startswith(_INVALID_PREFIX):
             return INVALID
@@ -330,6 +352,12 @@ def _number(value: Any) -> float | None:
 
 def _integer(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _scores(value: Any) -> dict[str, float] | None:
+    if not isinstance(value, dict):
+        return None
+    return {str(k): float(v) for k, v in value.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
 def _spec_dict(spec_yaml: Any) -> dict[str, Any] | None:

@@ -54,14 +54,26 @@ def make_study(folder, trials=TRIALS, setup=True) -> tuple[optuna.Study, str]:
     study.set_user_attr("setting", config.setting())
     if setup:
         study.set_user_attr("proxy_setup", {"seed": 0, "max_test_samples": 64})
-    specs = SearchSpace.from_dict(TINY_SPACE).sample_specs(len(trials), seed=0)
+    specs = distinct_specs(len(trials))
     for (named, acc, latency), spec in zip(trials, specs, strict=True):
-        attrs = {Key.SPEC: dump_spec(spec), Key.PROXY_ACC: acc, Key.CURVE: [acc], Key.LATENCY: latency,
-                 Key.FEASIBLE: True, Key.SEED: 0}
-        if named:
-            attrs[Key.NAMED] = named
-        study.add_trial(optuna.trial.create_trial(values=[acc, latency], user_attrs=attrs))
+        add_trained(study, spec, acc, latency, named)
     return study, storage
+
+
+def distinct_specs(count: int) -> list:
+    """`count` different architectures of the tiny space (random draws may repeat one)."""
+    found = {}
+    for spec in SearchSpace.from_dict(TINY_SPACE).sample_specs(8 * count, seed=0):
+        found.setdefault(dump_spec(spec.replace(name="x")), spec)
+    return list(found.values())[:count]
+
+
+def add_trained(study: optuna.Study, spec, acc: float, latency: float, named: str | None = None) -> None:
+    attrs = {Key.SPEC: dump_spec(spec), Key.PROXY_ACC: acc, Key.CURVE: [acc], Key.LATENCY: latency,
+             Key.FEASIBLE: True, Key.SEED: 0}
+    if named:
+        attrs[Key.NAMED] = named
+    study.add_trial(optuna.trial.create_trial(values=[acc, latency], user_attrs=attrs))
 
 
 def fake_training(calls: list):
@@ -141,6 +153,16 @@ def test_sample_is_front_then_named_then_others(tmp_path):
     assert [r.number for r, _ in fidelity.choose_sample(records, 2, 0)] == [0, 1]
 
 
+def test_a_repeated_architecture_is_sampled_once(tmp_path, monkeypatch):
+    study, _ = make_study(tmp_path)
+    add_trained(study, read_trials(study)[4].arch_spec(), 0.25, 5.5)  # trial 6 repeats trial 4
+    monkeypatch.setattr(fidelity, "train_proxy", fake_training([]))
+    report = fidelity.fidelity(study, sample=12, budget_multiplier=2)
+    numbers = {p.number for p in report.pairs}
+    assert len(numbers) == 6 and {0, 1, 2, 3, 5} < numbers and len(numbers & {4, 6}) == 1
+    assert any("1 trained trial(s) repeat the architecture" in n for n in report.notes)
+
+
 def test_results_are_stored_one_key_per_trial_multiplier_and_seed(tmp_path, monkeypatch):
     study, _ = make_study(tmp_path)
     calls = []
@@ -183,7 +205,7 @@ def test_library_refusals(tmp_path):
     few, full = tmp_path / "few", tmp_path / "full"
     few.mkdir(), full.mkdir()
     study, _ = make_study(few, trials=TRIALS[:2])
-    with pytest.raises(SearchError, match="2 trained trial"):
+    with pytest.raises(SearchError, match="2 trained architecture"):
         fidelity.plan(study)
     study, _ = make_study(full)
     with pytest.raises(SearchError, match="study's own seed") as exc:
@@ -200,7 +222,7 @@ def test_fewer_trained_trials_than_asked_is_said(tmp_path, monkeypatch):
     monkeypatch.setattr(fidelity, "train_proxy", fake_training([]))
     report = fidelity.fidelity(study, sample=12, budget_multiplier=2)
     assert len(report.pairs) == 6
-    assert any("6 trained trials: the sample is 6, not 12" in n for n in report.notes)
+    assert any("6 trained architectures: the sample is 6, not 12" in n for n in report.notes)
 
 
 # --------------------------------------------------------------------------------------------- command

@@ -1,0 +1,251 @@
+"""Proxy recipes compared by fidelity: does a short training rank candidates as a 4x longer one does?
+
+    python benchmarks/proxy_recipes.py [--data fashion] [--recipes 2:2000:2e-3,3:1500:2e-3] [--random 9]
+                                       [--max-gmacs 1.2] [--json /tmp/proxy_recipes.json] [--threads 1]
+
+A recipe is EPOCHS:MAX_TRAIN:LR[:BATCH[:RESOLUTION[:MAX_TEST]]] (defaults: batch 64, resolution 32, 2000
+held-out images); the schedule is `train_proxy`'s (AdamW, one cycle). Candidates: T0, T1 and T2, then the
+first `--random` points of the default space (`SearchSpace.sample_specs`, seed `--space-seed`) whose
+multiply-adds at 224x224 are at most `--max-gmacs` (those far over a 20 ms CPU budget are never trained by
+a search, and are the most expensive to train here). For each recipe and candidate: the short top-1
+(seed 0), the top-1 after `--multiplier` times the epochs (seed 0; everything else the same, the one
+cycle spanning the longer run) and the short top-1 again under seed 1. Reported per recipe: Spearman and
+Kendall tau-b of short against long, the Spearman of seed 0 against seed 1, each with a percentile
+bootstrap 95% interval; the named configs' short top-1; the wall seconds of a short training (mean over
+the candidates, and T0's). Every training is written to the JSON file as soon as it ends, and a rerun
+with the same file resumes (what is stored is not trained again). Prints tables; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fasternet_space import NAMED_SPECS, count  # noqa: E402
+from fasternet_space.data import load_dataset  # noqa: E402
+from fasternet_space.proxy import ProxyConfig, ProxyDiverged, train_proxy  # noqa: E402
+from fasternet_space.report import format_table  # noqa: E402
+from search.space import SearchSpace  # noqa: E402
+
+try:  # the project's helpers, where present
+    from search.fidelity import bootstrap_interval, kendall_tau_b, spearman
+except ImportError:  # pragma: no cover - older trees
+    def _ranks(values) -> np.ndarray:
+        a = np.asarray(values, dtype=float)
+        order = np.argsort(a, kind="mergesort")
+        ordered = a[order]
+        first = np.r_[True, ordered[1:] != ordered[:-1]]
+        starts = np.flatnonzero(first)
+        ends = np.r_[starts[1:], len(a)]
+        out = np.empty(len(a))
+        out[order] = ((starts + ends + 1) / 2)[np.cumsum(first) - 1]
+        return out
+
+    def spearman(x, y) -> float:
+        rx, ry = _ranks(x), _ranks(y)
+        rx, ry = rx - rx.mean(), ry - ry.mean()
+        d = math.sqrt(float(rx @ rx) * float(ry @ ry))
+        return float(rx @ ry / d) if d > 0 else math.nan
+
+    def kendall_tau_b(x, y) -> float:
+        a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        upper = np.triu_indices(len(a), 1)
+        dx = np.sign(a[:, None] - a[None, :])[upper]
+        dy = np.sign(b[:, None] - b[None, :])[upper]
+        untied = float(np.count_nonzero(dx)) * float(np.count_nonzero(dy))
+        return float((dx * dy).sum() / math.sqrt(untied)) if untied > 0 else math.nan
+
+    def bootstrap_interval(statistic, x, y, resamples=2000, level=0.95, seed=0):
+        a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        index = np.random.default_rng(seed).integers(0, len(a), size=(resamples, len(a)))
+        values = np.array([statistic(a[i], b[i]) for i in index])
+        values = values[np.isfinite(values)]
+        if not len(values):
+            return None
+        low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+        return float(low), float(high)
+
+SPACE = Path(__file__).resolve().parents[1] / "spaces" / "fasternet.yaml"
+NAMED_KEYS = ("t0", "t1", "t2")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    epochs: int
+    max_train: int
+    lr: float
+    batch_size: int = 64
+    resolution: int = 32
+    max_test: int = 2000
+
+    @classmethod
+    def parse(cls, text: str) -> Recipe:
+        parts = text.split(":")
+        if not 3 <= len(parts) <= 6:
+            raise argparse.ArgumentTypeError(f"recipe {text!r}: expected EPOCHS:MAX_TRAIN:LR[:BATCH[:RES[:MAX_TEST]]]")
+        kinds = (int, int, float, int, int, int)
+        return cls(*(kind(p) for kind, p in zip(kinds, parts, strict=False)))
+
+    @property
+    def key(self) -> str:
+        return f"{self.epochs}:{self.max_train}:{self.lr:g}:{self.batch_size}:{self.resolution}:{self.max_test}"
+
+    def proxy(self, multiplier: int, threads: int | None) -> ProxyConfig:
+        return ProxyConfig(epochs=self.epochs * multiplier, resolution=self.resolution, batch_size=self.batch_size,
+                           lr=self.lr, threads=threads)
+
+
+def candidates(n_random: int, max_gmacs: float, space_seed: int) -> list[tuple[str, object]]:
+    """T0, T1, T2, then the first `n_random` sampled points within `max_gmacs` (224x224, batch 1)."""
+    out = [(key.upper(), NAMED_SPECS[key]) for key in NAMED_KEYS]
+    space = SearchSpace.from_yaml(SPACE)
+    pool = space.sample_specs(max(40, 6 * n_random), seed=space_seed)
+    for i, spec in enumerate(pool):
+        if len(out) == len(NAMED_KEYS) + n_random:
+            break
+        if count(spec).flops <= max_gmacs * 1e9:
+            out.append((f"r{i}", spec))
+    if len(out) < len(NAMED_KEYS) + n_random:
+        raise SystemExit(f"only {len(out) - len(NAMED_KEYS)} sampled points within {max_gmacs} GMACs")
+    return out
+
+
+def describe(spec) -> str:
+    pr = spec.partial_ratio if not isinstance(spec.partial_ratio, (list, tuple)) else "/".join(map(str, spec.partial_ratio))
+    return (f"e{spec.embed_dim} d{'-'.join(map(str, spec.depths))} r{pr} m{spec.mlp_ratio:g} {spec.act} {spec.norm} "
+            f"dp{spec.drop_path_rate:g}")
+
+
+def load(path: Path) -> dict:
+    if path.is_file():
+        return json.loads(path.read_text())
+    return {"results": {}}
+
+
+def save(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    tmp.replace(path)
+
+
+def corr(statistic, x, y) -> tuple[float, tuple[float, float] | None]:
+    if len(x) < 3:
+        return math.nan, None
+    value = statistic(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
+    return value, (bootstrap_interval(statistic, x, y) if math.isfinite(value) else None)
+
+
+def fmt_corr(value: float, interval) -> str:
+    if not math.isfinite(value):
+        return "-"
+    return f"{value:.2f}" + (f" [{interval[0]:.2f},{interval[1]:.2f}]" if interval else "")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="fashion")
+    parser.add_argument("--recipes", default="2:2000:2e-3,3:1500:2e-3",
+                        help="comma-separated EPOCHS:MAX_TRAIN:LR[:BATCH[:RES[:MAX_TEST]]]")
+    parser.add_argument("--random", type=int, default=9, help="random points of the default space besides T0..T2")
+    parser.add_argument("--max-gmacs", type=float, default=1.2, help="skip sampled points above this (224x224)")
+    parser.add_argument("--space-seed", type=int, default=0)
+    parser.add_argument("--multiplier", type=int, default=4, help="the long training's epochs / the short one's")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per training (default: torch's)")
+    parser.add_argument("--json", type=Path, default=Path("/tmp/proxy_recipes.json"))
+    parser.add_argument("--time-limit", type=float, default=None,
+                        help="seconds; start no training after this (what is stored is still reported)")
+    parser.add_argument("--report-only", action="store_true", help="train nothing; report what the JSON holds")
+    args = parser.parse_args()
+    recipes = [Recipe.parse(t) for t in args.recipes.split(",") if t]
+    cands = candidates(args.random, args.max_gmacs, args.space_seed)
+    data = load(args.json)
+    data["candidates"] = {name: {"spec": describe(spec), "gmacs": count(spec).flops / 1e9} for name, spec in cands}
+    started = time.monotonic()
+
+    print(f"data {args.data}; {len(cands)} candidates (T0, T1, T2 + {args.random} sampled points of {SPACE.name}, "
+          f"space seed {args.space_seed}, <= {args.max_gmacs} GMACs at 224); threads {args.threads or 'default'}")
+    print(format_table(["candidate", "GMACs@224", "spec"],
+                       [[n, f"{count(s).flops / 1e9:.2f}", describe(s)] for n, s in cands]))
+
+    stopped = False
+    for recipe in recipes:
+        store = data["results"].setdefault(recipe.key, {})
+        if args.report_only or stopped:
+            continue
+        dataset = load_dataset(args.data, recipe.resolution, seed=0, max_train=recipe.max_train,
+                               max_test=recipe.max_test)
+        # short seed 0 for all, then long seed 0, then short seed 1: a stop part-way keeps the most useful pairs
+        for run, multiplier, seed in (("short0", 1, 0), ("long0", args.multiplier, 0), ("short1", 1, 1)):
+            for name, spec in cands:
+                entry = store.setdefault(name, {})
+                if run in entry:
+                    continue
+                if args.time_limit is not None and time.monotonic() - started > args.time_limit:
+                    print(f"time limit reached: stopped before {recipe.key} {run} {name}")
+                    stopped = True
+                    break
+                t = time.perf_counter()
+                try:
+                    curve = train_proxy(spec, dataset, recipe.proxy(multiplier, args.threads), seed=seed)
+                    acc = curve[-1]
+                except ProxyDiverged:
+                    curve, acc = [], None
+                seconds = time.perf_counter() - t
+                entry[run] = {"acc": acc, "curve": curve, "seconds": seconds, "threads": args.threads}
+                save(args.json, data)
+                print(f"  {recipe.key} {run:6s} {name:4s} top-1 {acc if acc is None else f'{acc:.3f}'} "
+                      f"{seconds:6.1f} s", flush=True)
+            if stopped:
+                break
+    save(args.json, data)
+    report(recipes, cands, data, args.multiplier)
+
+
+def report(recipes: list[Recipe], cands, data: dict, multiplier: int) -> None:
+    names = [n for n, _ in cands]
+    summary = []
+    for recipe in recipes:
+        store = data["results"].get(recipe.key, {})
+
+        def acc(name, run):
+            return (store.get(name, {}).get(run) or {}).get("acc")
+
+        rows = [[n, *(f"{a:.3f}" if (a := acc(n, r)) is not None else "-" for r in ("short0", "short1", "long0"))]
+                for n in names]
+        print(f"\nrecipe {recipe.key} (epochs:max_train:lr:batch:resolution:max_test); long = {multiplier}x epochs")
+        print(format_table(["candidate", "short s0", "short s1", f"long({multiplier}x) s0"], rows))
+        pairs = [(acc(n, "short0"), acc(n, "long0")) for n in names]
+        pairs = [p for p in pairs if None not in p]
+        seeds = [(acc(n, "short0"), acc(n, "short1")) for n in names]
+        seeds = [p for p in seeds if None not in p]
+        rho, rho_ci = corr(spearman, *zip(*pairs)) if pairs else (math.nan, None)
+        tau, tau_ci = corr(kendall_tau_b, *zip(*pairs)) if pairs else (math.nan, None)
+        srho, srho_ci = corr(spearman, *zip(*seeds)) if seeds else (math.nan, None)
+        named = [acc(k.upper(), "short0") for k in NAMED_KEYS]
+        named_long = [acc(k.upper(), "long0") for k in NAMED_KEYS]
+        short_s = [store[n]["short0"]["seconds"] for n in names if "short0" in store.get(n, {})]
+        t0_s = [store["T0"][r]["seconds"] for r in ("short0", "short1") if r in store.get("T0", {})]
+        total = sum(v["seconds"] for n in names for v in store.get(n, {}).values())
+        spread = max(named) - min(named) if None not in named else math.nan
+        summary.append([
+            recipe.key, f"{len(pairs)}", fmt_corr(rho, rho_ci), fmt_corr(tau, tau_ci), fmt_corr(srho, srho_ci),
+            " / ".join("-" if a is None else f"{a:.3f}" for a in named) + (f" (spread {spread:.3f})" if math.isfinite(spread) else ""),
+            " / ".join("-" if a is None else f"{a:.3f}" for a in named_long),
+            f"{np.mean(short_s):.1f}" if short_s else "-", f"{np.mean(t0_s):.1f}" if t0_s else "-", f"{total:.0f}"])
+    print("\nSummary (short = seed 0; Spearman/Kendall short vs long with bootstrap 95% intervals):")
+    print(format_table(["recipe e:n:lr:b:res:test", "pairs", "Spearman", "Kendall tau-b", "seed Spearman",
+                        "T0/T1/T2 short top-1", "T0/T1/T2 long top-1", "mean short s", "T0 short s",
+                        "total s"], summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -13,8 +13,9 @@ import click
 import spaces
 from fasternet_space.checkpoint import CheckpointError
 from fasternet_space.errors import InputError
+from fasternet_space.proxy import ProxyConfig
 from fasternet_space.spec import SpecError
-from search import DEFAULT_STORAGE, SAMPLERS
+from search import DEFAULT_STORAGE, SAMPLERS, SearchConfig
 from search.pruning import PRUNERS
 
 #: Errors that mean "the user asked for something that is not allowed": one line, exit 2.
@@ -226,13 +227,13 @@ def bench_models(specs, device, threads, batch_size, input_size, fmt) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--space", "space_path", default=spaces.DEFAULT, show_default=True,
               help="A space YAML file, or the name of a shipped space.")
-@click.option("--data", default="digits", show_default=True, help="fashion (shipped Fashion-MNIST subset), digits, fashion-mnist:DIR, mnist:DIR, cifar10:DIR or imagefolder:DIR.")
-@click.option("--proxy-epochs", type=int, default=5, show_default=True, callback=positive("--proxy-epochs"))
-@click.option("--proxy-resolution", type=int, default=32, show_default=True, callback=positive("--proxy-resolution"))
-@click.option("--proxy-batch-size", type=click.IntRange(min=2), default=64, show_default=True,
+@click.option("--data", default=SearchConfig.data, show_default=True, help="fashion (shipped Fashion-MNIST subset), digits, fashion-mnist:DIR, mnist:DIR, cifar10:DIR or imagefolder:DIR.")
+@click.option("--proxy-epochs", type=int, default=ProxyConfig.epochs, show_default=True, callback=positive("--proxy-epochs"))
+@click.option("--proxy-resolution", type=int, default=ProxyConfig.resolution, show_default=True, callback=positive("--proxy-resolution"))
+@click.option("--proxy-batch-size", type=click.IntRange(min=2), default=ProxyConfig.batch_size, show_default=True,
               help="At least 2 (BatchNorm needs more than one sample).")
-@click.option("--proxy-lr", type=float, default=1e-3, show_default=True)
-@click.option("--max-train-samples", type=int, default=5000, show_default=True, callback=positive("--max-train-samples"),
+@click.option("--proxy-lr", type=float, default=ProxyConfig.lr, show_default=True)
+@click.option("--max-train-samples", type=int, default=SearchConfig.max_train_samples, show_default=True, callback=positive("--max-train-samples"),
               help="Subsample the training split to this many images (the proxy budget).")
 @click.option("--sampler", type=click.Choice(SAMPLERS), default="tpe", show_default=True)
 @click.option("--pruner", type=click.Choice(PRUNERS), default="percentile", show_default=True,
@@ -369,7 +370,8 @@ class SearchProgress:
         elif record.status == SCORED:
             what = f"{record.score_name} {record.score:.4g} (untrained), latency {record.latency_ms:.2f} ms"
         else:
-            what = f"{record.status}: {record.reason or 'no reason stored (its worker stopped or was killed)'}"
+            reason = record.reason or "no reason stored (its worker stopped or was killed)"
+            what = reason if reason.startswith(record.status) else f"{record.status}: {reason}"
         best = best_feasible(records)
         best_text = f"best {best.merit:.4g} @ {best.latency_ms:.1f} ms (#{best.number})" if best else "no feasible yet"
         elapsed = time.perf_counter() - self.started

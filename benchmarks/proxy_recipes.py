@@ -34,45 +34,8 @@ from fasternet_space import NAMED_SPECS, count  # noqa: E402
 from fasternet_space.data import load_dataset  # noqa: E402
 from fasternet_space.proxy import ProxyConfig, ProxyDiverged, train_proxy  # noqa: E402
 from fasternet_space.report import format_table  # noqa: E402
+from search.fidelity import bootstrap_interval, kendall_tau_b, spearman  # noqa: E402
 from search.space import SearchSpace  # noqa: E402
-
-try:  # the project's helpers, where present
-    from search.fidelity import bootstrap_interval, kendall_tau_b, spearman
-except ImportError:  # pragma: no cover - older trees
-    def _ranks(values) -> np.ndarray:
-        a = np.asarray(values, dtype=float)
-        order = np.argsort(a, kind="mergesort")
-        ordered = a[order]
-        first = np.r_[True, ordered[1:] != ordered[:-1]]
-        starts = np.flatnonzero(first)
-        ends = np.r_[starts[1:], len(a)]
-        out = np.empty(len(a))
-        out[order] = ((starts + ends + 1) / 2)[np.cumsum(first) - 1]
-        return out
-
-    def spearman(x, y) -> float:
-        rx, ry = _ranks(x), _ranks(y)
-        rx, ry = rx - rx.mean(), ry - ry.mean()
-        d = math.sqrt(float(rx @ rx) * float(ry @ ry))
-        return float(rx @ ry / d) if d > 0 else math.nan
-
-    def kendall_tau_b(x, y) -> float:
-        a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-        upper = np.triu_indices(len(a), 1)
-        dx = np.sign(a[:, None] - a[None, :])[upper]
-        dy = np.sign(b[:, None] - b[None, :])[upper]
-        untied = float(np.count_nonzero(dx)) * float(np.count_nonzero(dy))
-        return float((dx * dy).sum() / math.sqrt(untied)) if untied > 0 else math.nan
-
-    def bootstrap_interval(statistic, x, y, resamples=2000, level=0.95, seed=0):
-        a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-        index = np.random.default_rng(seed).integers(0, len(a), size=(resamples, len(a)))
-        values = np.array([statistic(a[i], b[i]) for i in index])
-        values = values[np.isfinite(values)]
-        if not len(values):
-            return None
-        low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
-        return float(low), float(high)
 
 SPACE = Path(__file__).resolve().parents[1] / "spaces" / "fasternet.yaml"
 NAMED_KEYS = ("t0", "t1", "t2")
@@ -163,6 +126,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=Path("/tmp/proxy_recipes.json"))
     parser.add_argument("--time-limit", type=float, default=None,
                         help="seconds; start no training after this (what is stored is still reported)")
+    parser.add_argument("--runs", default="short0,long0,short1",
+                        help="which trainings to make (short0, long0, short1); the rest are reported where stored")
     parser.add_argument("--report-only", action="store_true", help="train nothing; report what the JSON holds")
     args = parser.parse_args()
     recipes = [Recipe.parse(t) for t in args.recipes.split(",") if t]
@@ -185,6 +150,8 @@ def main() -> None:
                                max_test=recipe.max_test)
         # short seed 0 for all, then long seed 0, then short seed 1: a stop part-way keeps the most useful pairs
         for run, multiplier, seed in (("short0", 1, 0), ("long0", args.multiplier, 0), ("short1", 1, 1)):
+            if run not in args.runs.split(","):
+                continue
             for name, spec in cands:
                 entry = store.setdefault(name, {})
                 if run in entry:
@@ -216,7 +183,7 @@ def report(recipes: list[Recipe], cands, data: dict, multiplier: int) -> None:
     for recipe in recipes:
         store = data["results"].get(recipe.key, {})
 
-        def acc(name, run):
+        def acc(name, run, store=store):
             return (store.get(name, {}).get(run) or {}).get("acc")
 
         rows = [[n, *(f"{a:.3f}" if (a := acc(n, r)) is not None else "-" for r in ("short0", "short1", "long0"))]
@@ -227,9 +194,9 @@ def report(recipes: list[Recipe], cands, data: dict, multiplier: int) -> None:
         pairs = [p for p in pairs if None not in p]
         seeds = [(acc(n, "short0"), acc(n, "short1")) for n in names]
         seeds = [p for p in seeds if None not in p]
-        rho, rho_ci = corr(spearman, *zip(*pairs)) if pairs else (math.nan, None)
-        tau, tau_ci = corr(kendall_tau_b, *zip(*pairs)) if pairs else (math.nan, None)
-        srho, srho_ci = corr(spearman, *zip(*seeds)) if seeds else (math.nan, None)
+        rho, rho_ci = corr(spearman, *zip(*pairs, strict=True)) if pairs else (math.nan, None)
+        tau, tau_ci = corr(kendall_tau_b, *zip(*pairs, strict=True)) if pairs else (math.nan, None)
+        srho, srho_ci = corr(spearman, *zip(*seeds, strict=True)) if seeds else (math.nan, None)
         named = [acc(k.upper(), "short0") for k in NAMED_KEYS]
         named_long = [acc(k.upper(), "long0") for k in NAMED_KEYS]
         short_s = [store[n]["short0"]["seconds"] for n in names if "short0" in store.get(n, {})]
@@ -241,6 +208,26 @@ def report(recipes: list[Recipe], cands, data: dict, multiplier: int) -> None:
             " / ".join("-" if a is None else f"{a:.3f}" for a in named) + (f" (spread {spread:.3f})" if math.isfinite(spread) else ""),
             " / ".join("-" if a is None else f"{a:.3f}" for a in named_long),
             f"{np.mean(short_s):.1f}" if short_s else "-", f"{np.mean(t0_s):.1f}" if t0_s else "-", f"{total:.0f}"])
+    cross = []  # a recipe's short run against another recipe's long run that is the same training, k x longer
+    for a in recipes:
+        for b in recipes:
+            same = (a.max_train, a.lr, a.batch_size, a.resolution, a.max_test) == (
+                b.max_train, b.lr, b.batch_size, b.resolution, b.max_test)
+            long_epochs = b.epochs * multiplier
+            if a is b or not same or long_epochs % a.epochs or long_epochs <= a.epochs:
+                continue
+            sa, sb = data["results"].get(a.key, {}), data["results"].get(b.key, {})
+            pairs = [((sa.get(n, {}).get("short0") or {}).get("acc"), (sb.get(n, {}).get("long0") or {}).get("acc"))
+                     for n in names]
+            pairs = [p for p in pairs if None not in p]
+            if len(pairs) >= 3:
+                rho, rho_ci = corr(spearman, *zip(*pairs, strict=True))
+                tau, tau_ci = corr(kendall_tau_b, *zip(*pairs, strict=True))
+                cross.append([a.key, f"{long_epochs} epochs ({long_epochs // a.epochs}x, long run of {b.key})",
+                              f"{len(pairs)}", fmt_corr(rho, rho_ci), fmt_corr(tau, tau_ci)])
+    if cross:
+        print("\nShort runs against another recipe's long run (the same training but for the epochs):")
+        print(format_table(["short recipe", "against", "pairs", "Spearman", "Kendall tau-b"], cross))
     print("\nSummary (short = seed 0; Spearman/Kendall short vs long with bootstrap 95% intervals):")
     print(format_table(["recipe e:n:lr:b:res:test", "pairs", "Spearman", "Kendall tau-b", "seed Spearman",
                         "T0/T1/T2 short top-1", "T0/T1/T2 long top-1", "mean short s", "T0 short s",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,10 +22,12 @@ class ProxyDiverged(RuntimeError):
 
 @dataclass(frozen=True)
 class ProxyConfig:
-    epochs: int = 5
-    resolution: int = 32
+    """The short proxy's recipe (the defaults were compared by benchmarks/proxy_recipes.py)."""
+
+    epochs: int = 4  # passes over the training subset
+    resolution: int = 32  # square input side; 32 is the least a 4-stage patch-4 FasterNet takes
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float = 2e-3  # AdamW peak learning rate of the one-cycle schedule
     weight_decay: float = 0.05
     threads: int | None = None  # None: torch's default (all cores)
 
@@ -44,12 +47,45 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
     return correct / len(y)
 
 
+class ThreadChooser:
+    """Chooses the training's thread count by measuring its first steps: N threads against one.
+
+    On a machine where another process holds a core, N OpenMP threads wait on the descheduled one at
+    every barrier and a training can run many times slower than on one thread (seen here: a 20 s
+    training took 4 minutes). Steps 2..5 alternate N and 1 threads (step 1 warms up); the rest of the
+    training keeps the faster. Results are deterministic for a seed and a thread count."""
+
+    def __init__(self, threads: int, margin: float = 0.8):
+        self.threads = threads
+        self.margin = margin  # one thread must be clearly faster to be chosen
+        self.times: dict[int, list[float]] = {threads: [], 1: []}
+        self.step = 0
+        self.chosen: int | None = None
+
+    @property
+    def deciding(self) -> bool:
+        return self.chosen is None
+
+    def after_step(self, seconds: float) -> int:
+        """Records the step just run; returns the thread count for the next one."""
+        self.step += 1
+        if self.step == 1:
+            return self.threads  # warm-up, not counted
+        self.times[self.threads if self.step % 2 == 0 else 1].append(seconds)
+        if self.step < 5:
+            return 1 if self.step % 2 == 0 else self.threads
+        many, one = sum(self.times[self.threads]), sum(self.times[1])
+        self.chosen = 1 if one < self.margin * many else self.threads
+        return self.chosen
+
+
 def train_proxy(spec: ArchSpec, dataset: Dataset, config: ProxyConfig = ProxyConfig(), seed: int = 0,
                 on_epoch: Callable[[int, float], None] | None = None,
                 should_stop: Callable[[], bool] | None = None) -> list[float]:
     """Trains from scratch; returns held-out top-1 after each epoch. `on_epoch(epoch, acc)` may raise to stop;
     `should_stop()` is polled every step and raises KeyboardInterrupt when it answers True (a user's Ctrl-C)."""
-    with cpu_threads(config.threads):
+    with cpu_threads(config.threads) as threads:
+        chooser = ThreadChooser(threads) if config.threads is None and threads > 1 else None
         torch.manual_seed(seed)
         model = build_model(proxy_spec(spec, dataset))
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -67,6 +103,7 @@ def train_proxy(spec: ArchSpec, dataset: Dataset, config: ProxyConfig = ProxyCon
                     raise KeyboardInterrupt("stop requested")
                 if len(index) < 2:  # BatchNorm needs more than one sample
                     continue
+                started = time.perf_counter()
                 loss = F.cross_entropy(model(dataset.train_x[index]), dataset.train_y[index])
                 if not torch.isfinite(loss):
                     raise ProxyDiverged(f"training loss is {loss.item()} at epoch {epoch + 1}")
@@ -74,6 +111,8 @@ def train_proxy(spec: ArchSpec, dataset: Dataset, config: ProxyConfig = ProxyCon
                 loss.backward()
                 optimizer.step()
                 schedule.step()
+                if chooser is not None and chooser.deciding:
+                    torch.set_num_threads(chooser.after_step(time.perf_counter() - started))
             acc = evaluate(model, dataset.test_x, dataset.test_y)
             curve.append(acc)
             if on_epoch is not None:

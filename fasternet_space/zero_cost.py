@@ -252,7 +252,7 @@ def scores(names: Iterable[str], spec: ArchSpec, dataset: Dataset, batch_size: i
     """Several scores of one candidate, each equal to `score(name, ...)` with the same arguments, but
     with the model initialised once (each score gets its own copy) and the batch drawn once: the vote's
     three scores cost two initialisations less."""
-    names = list(names)
+    names = list(dict.fromkeys(names))  # each once: a score may modify the model it is given
     unknown = [name for name in names if name not in SCORES]
     if unknown:
         raise KeyError(f"unknown zero-cost score {unknown[0]!r}; allowed: {', '.join(SCORES)}")
@@ -263,8 +263,8 @@ def scores(names: Iterable[str], spec: ArchSpec, dataset: Dataset, batch_size: i
         if on_model:
             batch, labels = training_batch(dataset, batch_size, seed)
             model = fresh_model(shaped, seed)
-            for name in on_model:
-                copy = model if name == on_model[-1] else deepcopy(model)
+            for i, name in enumerate(on_model):
+                copy = model if i == len(on_model) - 1 else deepcopy(model)
                 args = (batch,) if NEEDS[name] == "batch" else (batch, labels)
                 results[name] = _ON_MODEL[name](copy, *args)
         for name in names:

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -127,7 +128,8 @@ def test_failing_trials_are_marked_failed_with_their_reason_and_the_study_goes_o
 
     monkeypatch.setattr(objective_module, "train_proxy", flaky)
     config = SearchConfig(space=files["space"], budget_ms=1000.0, n_trials=2, storage=files["storage"],
-                          study_name="flaky", max_train_samples=64, proxy=ProxyConfig(epochs=1), timing=QUICK_TIMING)
+                          study_name="flaky", max_train_samples=64, proxy=ProxyConfig(epochs=1), timing=QUICK_TIMING,
+                          confirm=1)
     records = read_trials(run_search(config).study)
     reasons = [r.reason for r in records if r.status == FAILED]
     assert reasons == ["RuntimeError: boom in trial", "proxy training diverged: training loss is nan at epoch 1",
@@ -138,7 +140,8 @@ def test_failing_trials_are_marked_failed_with_their_reason_and_the_study_goes_o
 def _search_command(space, storage, n_trials, *extra):
     return [sys.executable, str(ROOT / "cli.py"), "search", "--space", space, "--storage", storage,
             "--study-name", "crash", "--n-trials", str(n_trials), "--latency-budget", "1s",
-            "--proxy-epochs", "4", "--max-train-samples", "1000", "--pruner", "none", *extra]
+            "--proxy-epochs", "4", "--max-train-samples", "1000", "--pruner", "none", "--confirm", "1",
+            "--no-zero-cost", "--data", "digits", *extra]
 
 
 def _states(storage, name="crash"):
@@ -212,7 +215,7 @@ def test_ctrl_c_stops_cleanly_with_the_summary_so_far(files):
 def _run_workers(storage, space, count, n_trials, cwd, study="shared"):
     command = [sys.executable, str(ROOT / "cli.py"), "search", "--space", space, "--storage", storage,
                "--study-name", study, "--n-trials", str(n_trials), "--latency-budget", "1s", "--proxy-epochs", "1",
-               "--max-train-samples", "64", "--quiet"]
+               "--max-train-samples", "64", "--quiet", "--confirm", "1", "--data", "digits"]
     processes = [subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for _ in range(count)]
     results = [p.communicate(timeout=600) for p in processes]
@@ -291,8 +294,9 @@ def test_timing_excludes_training_and_trainings_overlap(tmp_path, monkeypatch):
 
     monkeypatch.setattr(objective_module, "measure_spec", measuring)
     monkeypatch.setattr(objective_module, "train_proxy", training)
-    config = SearchConfig(lock_dir=str(tmp_path), budget_ms=1e6, timing=QUICK_TIMING)
-    objective = Objective(SearchSpace.from_dict(TINY_SPACE), dataset=None, config=config)
+    config = SearchConfig(lock_dir=str(tmp_path), budget_ms=1e6, timing=QUICK_TIMING, zero_cost_scores=False)
+    held_out = SimpleNamespace(test_y=[0] * 10, classes=10)  # training is replaced: only its sizes are read
+    objective = Objective(SearchSpace.from_dict(TINY_SPACE), dataset=held_out, config=config)
     optuna.create_study(directions=["maximize", "minimize"]).optimize(objective, n_trials=1)
     assert seen == [("timing: another may train", False), ("training: another may time", False),
                     ("training: another may train", True)]

@@ -93,8 +93,23 @@ def test_feasible_trials_store_every_metric():
 def test_proxy_is_deterministic_for_a_seed():
     spec = ArchSpec(embed_dim=8, depths=(1, 1, 1, 1), feature_dim=16, input_size=64)
     dataset = load_dataset("digits", 32, seed=3, max_train=128, max_test=64)
-    config = ProxyConfig(epochs=2, resolution=32, batch_size=32)
+    config = ProxyConfig(epochs=2, resolution=32, batch_size=32, threads=2)  # a fixed thread count: none chosen
     assert train_proxy(spec, dataset, config, seed=3) == train_proxy(spec, dataset, config, seed=3)
+
+
+def test_training_threads_are_chosen_by_measuring_the_first_steps():
+    from fasternet_space.proxy import ThreadChooser
+
+    def run(step_seconds):  # step_seconds(threads) -> seconds of one step
+        chooser, threads = ThreadChooser(2), 2
+        while chooser.deciding:
+            threads = chooser.after_step(step_seconds(threads))
+        return chooser.chosen, chooser.times
+
+    assert run(lambda t: 1.0 if t == 2 else 1.6)[0] == 2  # an idle machine: two threads are faster
+    chosen, times = run(lambda t: 5.0 if t == 2 else 1.6)  # a core held elsewhere: two threads stall
+    assert chosen == 1 and len(times[2]) == len(times[1]) == 2
+    assert run(lambda t: 1.0 if t == 2 else 0.9)[0] == 2  # one thread must be clearly faster
 
 
 def test_small_search_completes_resumes_and_exports_a_buildable_spec(tiny_space_file, tmp_path):

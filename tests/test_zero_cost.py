@@ -191,6 +191,8 @@ def test_scores_at_once_equal_the_scores_one_by_one():
     together = scores(names, spec, data, batch_size=8, seed=2)
     assert list(together) == names
     assert together == {name: score(name, spec, data, batch_size=8, seed=2) for name in names}
+    assert scores(["synflow", "synflow", "snip"], spec, data, batch_size=8, seed=2) == {
+        "synflow": together["synflow"], "snip": together["snip"]}
     with pytest.raises(KeyError, match="allowed"):
         scores(["snip", "fisher"], spec, data)
 

@@ -468,10 +468,11 @@ def search_warnings(records) -> list[str]:
     unsettled = [r for r in records if r.latency_stable is False]
     if unsettled:
         load = max((r.load_per_core or 0.0) for r in unsettled)
+        why = "the machine was busy" if load >= 0.75 else "the timings were noisy"
         warnings.append(
             f"{len(unsettled)} latency measurement(s) did not settle within the timing cap (machine load up to "
-            f"{load:.1f} per core): the machine was busy, so those latencies are less certain; rerun on an idle "
-            "machine for a clean front")
+            f"{load:.1f} per core): {why}, so those latencies are less certain than their intervals' target; "
+            "rerun on an idle machine for a clean front")
     return warnings
 
 

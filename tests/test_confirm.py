@@ -116,7 +116,7 @@ def test_a_busy_machine_makes_timing_say_so():
     import cli
 
     (warning,) = cli.search_warnings(read_trials(study))
-    assert "1 latency measurement(s) did not settle" in warning and "load up to 1.8 per core" in warning
+    assert "1 latency measurement(s) did not settle" in warning and "load up to 1.8 per core): the machine was busy" in warning
 
 
 def test_user_data_with_other_classes_than_the_space_is_pointed_out(tmp_path):

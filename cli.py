@@ -557,6 +557,8 @@ def _fidelity_text(report) -> str:
                     (f"Kendall tau-b, short vs {long} epochs", report.kendall),
                     (f"seed-to-seed Spearman, short seed {r.seed} vs {report.seed}", report.seed_spearman)):
         lines.append(f"{name}: {interval_text(c)}  (n={c.n})")
+    for name, c in report.zero_cost.items():
+        lines.append(f"Spearman, zero-cost {name} (untrained) vs {long} epochs: {interval_text(c)}  (n={c.n})")
     lines.append(f"95% intervals: percentile bootstrap over the pairs, {report.resamples} resamples; trained "
                  f"{report.trained} this run, {report.reused} read from the study")
     lines += [f"note: {n}" for n in report.notes]

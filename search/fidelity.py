@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import optuna
 
+from fasternet_space import zero_cost
 from fasternet_space.data import load_dataset
 from fasternet_space.named import NAMED_LABELS
 from fasternet_space.proxy import ProxyConfig, ProxyDiverged, train_proxy
@@ -266,6 +267,7 @@ class Pair:
     long_top1: float | None  # M times the epochs, seed `seed`; None: diverged
     rerun_top1: float | None  # the short recipe again, seed `seed`; None: diverged
     trained_now: int  # retrainings of this trial done by this run (0: all read from the study)
+    zero_cost: dict[str, float] | None = None  # the trial's zero-cost scores, untrained (where the search stored them)
 
 
 @dataclass(frozen=True)
@@ -283,6 +285,7 @@ class FidelityReport:
     reused: int  # results read from the study
     resamples: int = RESAMPLES
     notes: tuple[str, ...] = field(default_factory=tuple)
+    zero_cost: dict[str, Correlation] = field(default_factory=dict)  # each score's Spearman vs long
 
     @property
     def long_epochs(self) -> int:
@@ -300,7 +303,9 @@ class FidelityReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"settings": self.settings(), "spearman": asdict(self.spearman), "kendall_tau_b": asdict(self.kendall),
-                "seed_spearman": asdict(self.seed_spearman), "trained": self.trained, "reused": self.reused,
+                "seed_spearman": asdict(self.seed_spearman),
+                "zero_cost_spearman": {name: asdict(c) for name, c in self.zero_cost.items()},
+                "trained": self.trained, "reused": self.reused,
                 "notes": list(self.notes), "pairs": [asdict(p) for p in self.pairs]}
 
 
@@ -382,6 +387,7 @@ def report(plan: Plan, stored: dict[tuple[int, int, int], Any], trained: dict[in
         number=r.number, named=r.named, why=why, pareto=r.pareto, latency_ms=r.latency_ms, short_top1=r.proxy_acc,
         long_top1=_top1(stored.get((plan.multiplier, r.number, plan.seed))),
         rerun_top1=_top1(stored.get((1, r.number, plan.seed))), trained_now=trained.get(r.number, 0),
+        zero_cost=r.zero_cost,
     ) for r, why in plan.sample)
     long = [p for p in pairs if p.long_top1 is not None]
     rerun = [p for p in pairs if p.rerun_top1 is not None]
@@ -394,11 +400,26 @@ def report(plan: Plan, stored: dict[tuple[int, int, int], Any], trained: dict[in
     notes = _notes(plan, pairs) + [f"{name} is undefined: fewer than {MIN_SAMPLE} pairs, or one side has a single "
                                    "value" for name, c in correlations.items() if c.value is None]
     spearman_, kendall, seed_spearman = correlations.values()
+    zero_cost_correlations = _zero_cost_correlations(long, plan)
     return FidelityReport(
         study=plan.study_name, recipe=plan.recipe, multiplier=plan.multiplier, seed=plan.seed,
         requested=plan.requested, pairs=pairs, spearman=spearman_, kendall=kendall, seed_spearman=seed_spearman,
         trained=sum(trained.values()), reused=2 * len(pairs) - sum(trained.values()), resamples=plan.resamples,
-        notes=tuple(notes))
+        notes=tuple(notes), zero_cost=zero_cost_correlations)
+
+
+def _zero_cost_correlations(pairs: Sequence[Pair], plan: Plan) -> dict[str, Correlation]:
+    """Spearman of each zero-cost score (and of their vote) against the longer training, over the pairs
+    whose trials stored every score: which signal to trust, beside the short proxy's."""
+    scored = [p for p in pairs if p.zero_cost]
+    names = sorted(set.intersection(*(set(p.zero_cost) for p in scored))) if scored else []
+    ys = [p.long_top1 for p in scored]
+    found = {name: Correlation.of(spearman, [p.zero_cost[name] for p in scored], ys, plan.seed, plan.resamples)
+             for name in names}
+    if set(zero_cost.VOTE_SCORES) <= set(names):
+        votes = zero_cost.vote({p.number: p.zero_cost for p in scored})
+        found["vote"] = Correlation.of(spearman, [votes[p.number] for p in scored], ys, plan.seed, plan.resamples)
+    return found
 
 
 def _notes(plan: Plan, pairs: Sequence[Pair]) -> list[str]:

@@ -70,7 +70,8 @@ def distinct_specs(count: int) -> list:
 
 def add_trained(study: optuna.Study, spec, acc: float, latency: float, named: str | None = None) -> None:
     attrs = {Key.SPEC: dump_spec(spec), Key.PROXY_ACC: acc, Key.CURVE: [acc], Key.LATENCY: latency,
-             Key.FEASIBLE: True, Key.SEED: 0}
+             Key.FEASIBLE: True, Key.SEED: 0,
+             Key.ZERO_COST: {"synflow": 10 * latency, "naswot": 100 * acc, "snip": latency, "grad_norm": acc}}
     if named:
         attrs[Key.NAMED] = named
     study.add_trial(optuna.trial.create_trial(values=[acc, latency], user_attrs=attrs))
@@ -255,6 +256,12 @@ def test_json_reports_correlations_settings_and_pairs(stored):
             assert -1 <= c["low"] <= c["high"] <= 1
     for p in data["pairs"]:
         assert 0 <= p["long_top1"] <= 1 and 0 <= p["rerun_top1"] <= 1
+    # each zero-cost score stored by the search, beside the short proxy's, against the same longer training
+    assert set(data["zero_cost_spearman"]) == {"grad_norm", "naswot", "snip", "synflow", "vote"}
+    for c in data["zero_cost_spearman"].values():
+        assert c["n"] == 4 and (c["value"] is None or -1 <= c["value"] <= 1)
+    naswot = data["zero_cost_spearman"]["naswot"]["value"]  # naswot here is 100 x the short top-1: same ranks
+    assert naswot == pytest.approx(data["spearman"]["value"]) if naswot is not None else True
 
 
 def test_text_rerun_trains_nothing(stored):
@@ -263,7 +270,7 @@ def test_text_rerun_trains_nothing(stored):
     assert result.returncode == 0, result.stderr
     assert "0 trainings to run, 8 results" in result.stderr
     for fragment in ("Spearman, short vs 2 epochs", "Kendall tau-b", "seed-to-seed Spearman", "trained 0 this run",
-                     "T0"):
+                     "T0", "Spearman, zero-cost synflow (untrained) vs 2 epochs"):
         assert fragment in result.stdout
 
 

@@ -67,3 +67,16 @@ TINY_SPACE = {
     "partial_ratio": {"choices": [0.25, 0.5]}, "mlp_ratio": 2.0, "act": {"choices": ["relu", "gelu"]},
     "norm": {"choices": ["bn", "ln"]}, "feature_dim": 32, "input_size": 64, "num_classes": 10,
 }
+
+
+@pytest.fixture
+def quiet_optuna():
+    """Optuna's info lines and experimental-feature warnings off, for tests that build many studies."""
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield

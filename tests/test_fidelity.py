@@ -35,12 +35,7 @@ TRIALS = [(None, 0.30, 1.0), (None, 0.50, 2.0), ("T0", 0.40, 3.0), (None, 0.70, 
           (None, 0.60, 6.0)]
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        yield
+pytestmark = pytest.mark.usefixtures("quiet_optuna")
 
 
 def make_study(folder, trials=TRIALS, setup=True) -> tuple[optuna.Study, str]:

@@ -53,12 +53,7 @@ TRIALS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        yield
+pytestmark = pytest.mark.usefixtures("quiet_optuna")
 
 
 def make_study(tmp_path: Path | None, trials=TRIALS, name: str = "toy") -> tuple[optuna.Study, str | None]:

@@ -424,13 +424,15 @@ def print_search_summary(outcome, budget_ms, best_path, export_dir) -> None:
         click.echo("\nPareto front (feasible trials; proxy top-1 with its 95% interval vs latency):")
         click.echo(format_table(["trial", "named", "proxy top-1 [95% CI]", "latency ms", "FLOPs", "achieved",
                                  "params"], table))
-    named = sorted((r for r in records if r.named and r.status in (TRAINED, OVER_BUDGET, PRUNED)),
+    named = sorted((r for r in records if r.named and r.status in (TRAINED, SCORED, OVER_BUDGET, PRUNED)),
                    key=lambda r: r.latency_ms or 0.0)
     if named:
         click.echo("\nnamed configs in this study:")
         for r in named:
             if r.status == TRAINED:
                 where = f"top-1 {_accuracy(r)}, {standing(r, front)}"
+            elif r.status == SCORED:
+                where = f"{_accuracy(r)}, " + ("on the front" if r.pareto else "behind the front")
             elif r.status == PRUNED:
                 where = f"pruned ({r.reason})"
             else:

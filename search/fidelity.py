@@ -34,7 +34,7 @@ from fasternet_space.named import NAMED_LABELS
 from fasternet_space.proxy import ProxyConfig, ProxyDiverged, train_proxy
 
 from .errors import SearchError
-from .trial import TRAINED, TrialRecord, read_trials
+from .trial import TRAINED, TrialRecord, finite_number, read_trials
 
 DEFAULT_SAMPLE = 12
 DEFAULT_MULTIPLIER = 4
@@ -376,17 +376,12 @@ def fidelity(study: optuna.Study, sample: int = DEFAULT_SAMPLE, budget_multiplie
     return run(study, plan(study, sample, budget_multiplier, seed), on_progress)
 
 
-def _top1(value: Any) -> float | None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    return float(value) if ok else None
-
-
 def report(plan: Plan, stored: dict[tuple[int, int, int], Any], trained: dict[int, int]) -> FidelityReport:
     """The pairs and correlations of a plan's sample from the stored results."""
     pairs = tuple(Pair(
         number=r.number, named=r.named, why=why, pareto=r.pareto, latency_ms=r.latency_ms, short_top1=r.proxy_acc,
-        long_top1=_top1(stored.get((plan.multiplier, r.number, plan.seed))),
-        rerun_top1=_top1(stored.get((1, r.number, plan.seed))), trained_now=trained.get(r.number, 0),
+        long_top1=finite_number(stored.get((plan.multiplier, r.number, plan.seed))),
+        rerun_top1=finite_number(stored.get((1, r.number, plan.seed))), trained_now=trained.get(r.number, 0),
         zero_cost=r.zero_cost,
     ) for r, why in plan.sample)
     long = [p for p in pairs if p.long_top1 is not None]

@@ -146,11 +146,11 @@ class TrialRecord:
                    confirmations: dict[int, float] | None = None) -> TrialRecord:
         """The record of a trial; `front`: numbers on the Pareto front; `confirmations`: seed -> top-1."""
         a = trial.user_attrs
-        latency = _number(a.get(Key.LATENCY))
-        over = _number((trial.constraints or {}).get(CONSTRAINT))
+        latency = finite_number(a.get(Key.LATENCY))
+        over = finite_number((trial.constraints or {}).get(CONSTRAINT))
         feasible = over <= 0 if over is not None else (a.get(Key.FEASIBLE) if isinstance(a.get(Key.FEASIBLE), bool)
                                                        else None)
-        curve = tuple(v for v in (_number(v) for v in a.get(Key.CURVE) or []) if v is not None)
+        curve = tuple(v for v in (finite_number(v) for v in a.get(Key.CURVE) or []) if v is not None)
         reason = a.get(Key.REASON) if isinstance(a.get(Key.REASON), str) else None
         score = a.get(Key.SCORE) if isinstance(a.get(Key.SCORE), list) and len(a[Key.SCORE]) == 2 else None
         status = _status(trial.state, feasible, reason, score is not None)
@@ -162,17 +162,17 @@ class TrialRecord:
             params=dict(trial.params), named=a.get(Key.NAMED) or None, spec=_spec_dict(a.get(Key.SPEC)),
             param_count=_integer(a.get(Key.PARAM_COUNT)), flops=_integer(a.get(Key.FLOPS)), latency_ms=latency,
             latency_ci_ms=(float(ci[0]), float(ci[1])) if isinstance(ci, list | tuple) and len(ci) == 2 else None,
-            throughput=_number(a.get(Key.THROUGHPUT)), flops_per_s=_number(a.get(Key.FLOPS_PER_S)),
+            throughput=finite_number(a.get(Key.THROUGHPUT)), flops_per_s=finite_number(a.get(Key.FLOPS_PER_S)),
             protocol=a.get(Key.PROTOCOL) if isinstance(a.get(Key.PROTOCOL), dict) else None,
             feasible=feasible, over_budget_ms=over,
-            proxy_acc=_number(a.get(Key.PROXY_ACC)) if status == TRAINED else None,
-            curve=curve, pruned_below=_number(a.get(Key.PRUNED_BELOW)), reason=reason,
-            test_size=_integer(a.get(Key.TEST_SIZE)), chance=_number(a.get(Key.CHANCE)),
+            proxy_acc=finite_number(a.get(Key.PROXY_ACC)) if status == TRAINED else None,
+            curve=curve, pruned_below=finite_number(a.get(Key.PRUNED_BELOW)), reason=reason,
+            test_size=_integer(a.get(Key.TEST_SIZE)), chance=finite_number(a.get(Key.CHANCE)),
             seed_accs=_seed_accs(a, status, confirmations or {}),
             latency_stable=a.get(Key.LATENCY_STABLE) if isinstance(a.get(Key.LATENCY_STABLE), bool) else None,
-            load_per_core=_number(a.get(Key.LOAD)),
+            load_per_core=finite_number(a.get(Key.LOAD)),
             zero_cost=_scores(a.get(Key.ZERO_COST)),
-            score_name=score[0] if score else None, score=_number(score[1]) if score else None,
+            score_name=score[0] if score else None, score=finite_number(score[1]) if score else None,
         )
 
     @property
@@ -223,7 +223,7 @@ def store_confirmation(study: optuna.Study, number: int, seed: int, accuracy: fl
 def _confirmations(study_attrs: dict[str, Any]) -> dict[int, dict[int, float]]:
     found: dict[int, dict[int, float]] = {}
     for key, value in study_attrs.items():
-        if key.startswith(CONFIRM_PREFIX) and _number(value) is not None:
+        if key.startswith(CONFIRM_PREFIX) and finite_number(value) is not None:
             number, _, seed = key.removeprefix(CONFIRM_PREFIX).partition(":")
             if number.isdigit() and seed.lstrip("-").isdigit():
                 found.setdefault(int(number), {})[int(seed)] = float(value)
@@ -241,7 +241,7 @@ def _non_dominated(records: list[TrialRecord]) -> set[int]:
 
 
 def _seed_accs(attrs: dict[str, Any], status: str, confirmations: dict[int, float]) -> tuple[tuple[int, float], ...]:
-    own = _number(attrs.get(Key.PROXY_ACC))
+    own = finite_number(attrs.get(Key.PROXY_ACC))
     if status != TRAINED or own is None:
         return ()
     seed = _integer(attrs.get(Key.SEED))
@@ -344,7 +344,8 @@ def _status(state: TrialState, feasible: bool | None, reason: str | None, scored
     return RUNNING if state == TrialState.RUNNING else WAITING
 
 
-def _number(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
+    """A stored number as a float; None for anything else (bools, NaN, infinities, text)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return float(value)

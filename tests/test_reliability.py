@@ -190,7 +190,9 @@ def test_kill_9_then_rerun_keeps_every_trial_and_finishes(files):
     assert all(by_number[n].values == v for n, v in completed_before.items())
     assert by_number[killed[0]].state.name == "FAIL"
     retried = [t for t in after if t.system_attrs.get("failed_trial") == killed[0]]
-    assert retried and retried[0].params == by_number[killed[0]].params
+    # A trial killed while its parameters were being suggested holds only those suggested so far; its retry
+    # keeps them and samples the rest.
+    assert retried and by_number[killed[0]].params.items() <= retried[0].params.items()
     for trial in retried:  # a retry measures afresh: its constraint is its own latency, not the dead attempt's
         record = TrialRecord.from_trial(trial)
         if record.state == "COMPLETE":

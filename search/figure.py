@@ -157,9 +157,10 @@ def _budget_zone(fig: go.Figure, d: FigureData) -> None:
     for col, axis in ((1, d.x), (2, d.x_flops)):
         fig.add_vrect(x0=d.budget_ms, x1=axis.hi, fillcolor=GREY, opacity=0.07, line_width=0, layer="below",
                       row=1, col=col, exclude_empty_subplots=False)
-    fig.add_annotation(x=d.x.coord(d.x.middle(d.budget_ms)), y=0.45, xref="x", yref="y domain", showarrow=False,
-                       text="over budget: measured, not trained<br>(shown along the bottom)",
-                       font=dict(size=12, color="#777"))
+    if d.over:  # the label explains the markers along the bottom; with none there, it would explain nothing
+        fig.add_annotation(x=d.x.coord(d.x.middle(d.budget_ms)), y=0.45, xref="x", yref="y domain",
+                           showarrow=False, text="over budget: measured, not trained<br>(shown along the bottom)",
+                           font=dict(size=12, color="#777"))
 
 
 def _budget_line(fig: go.Figure, d: FigureData) -> None:

@@ -203,6 +203,13 @@ def test_figure_labels_budget_title_and_axes(study):
     assert {s.x0 for s in wider.layout.shapes if s.type == "line" and s.x0 == s.x1} == {30.0}
 
 
+def test_over_budget_label_only_where_trials_are_over_budget(study):
+    label = "over budget: measured, not trained<br>(shown along the bottom)"
+    assert label in [a.text for a in figure(study_figure_data(study)).layout.annotations]
+    within = [r for r in read_trials(study) if r.status != OVER_BUDGET]
+    assert label not in [a.text for a in figure(within, budget_ms=BUDGET).layout.annotations]
+
+
 def test_figure_from_records(study):
     """figure() takes records too; the budget and the name are then the caller's."""
     fig = figure(read_trials(study), budget_ms=BUDGET, study_name="toy")

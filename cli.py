@@ -237,7 +237,7 @@ def bench_models(specs, device, threads, batch_size, input_size, fmt) -> None:
               help="Subsample the training split to this many images (the proxy budget).")
 @click.option("--sampler", type=click.Choice(SAMPLERS), default="tpe", show_default=True)
 @click.option("--pruner", type=click.Choice(PRUNERS), default="percentile", show_default=True,
-              help="percentile: stop a candidate below the 25th percentile of earlier ones at the same epoch; median: below their median; none.")
+              help="percentile: stop a candidate below the 25th percentile of earlier ones at the same epoch (from the 2nd epoch on, so it needs --proxy-epochs 3 or more); median: below their median; none.")
 @click.option("--storage", default=None, envvar="FASTERNET_STORAGE", help="Optuna storage URL, or from the "
               "environment variable FASTERNET_STORAGE (keeps a password out of shell history; the flag wins) "
               "[default: sqlite:///fasternet_studies.db].")

@@ -1,6 +1,6 @@
 """Proxy recipes compared by fidelity: does a short training rank candidates as a 4x longer one does?
 
-    python benchmarks/proxy_recipes.py [--data fashion] [--recipes 2:2000:2e-3,3:1500:2e-3] [--random 9]
+    python benchmarks/proxy_recipes.py [--data fashion] [--recipes 1:8000:2e-3,2:4000:2e-3] [--random 9]
                                        [--max-gmacs 1.2] [--json /tmp/proxy_recipes.json] [--threads 1]
 
 A recipe is EPOCHS:MAX_TRAIN:LR[:BATCH[:RESOLUTION[:MAX_TEST]]] (defaults: batch 64, resolution 32, 2000
@@ -116,7 +116,7 @@ def fmt_corr(value: float, interval) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="fashion")
-    parser.add_argument("--recipes", default="2:2000:2e-3,3:1500:2e-3",
+    parser.add_argument("--recipes", default="1:8000:2e-3,2:4000:2e-3,4:2000:2e-3",
                         help="comma-separated EPOCHS:MAX_TRAIN:LR[:BATCH[:RES[:MAX_TEST]]]")
     parser.add_argument("--random", type=int, default=9, help="random points of the default space besides T0..T2")
     parser.add_argument("--max-gmacs", type=float, default=1.2, help="skip sampled points above this (224x224)")

@@ -48,7 +48,7 @@ class SearchConfig:
     # --- short-proxy accuracy
     data: str = "fashion"  # fashion, digits, fashion-mnist:DIR, mnist:DIR, cifar10:DIR, imagefolder:DIR
     proxy: ProxyConfig = field(default_factory=ProxyConfig)  # epochs, resolution, batch, learning rate
-    max_train_samples: int | None = 2000  # training images the proxy sees (its budget)
+    max_train_samples: int | None = 8000  # training images the proxy sees (its budget)
     max_test_samples: int | None = 2000  # held-out images its top-1 is measured on
     accuracy: str = "train"  # train (the short proxy), or zero-cost:NAME (a score, or vote): no training
     zero_cost_scores: bool = True  # store every feasible candidate's zero-cost scores before training

@@ -556,6 +556,31 @@ def fidelity(study_name, storage, sample, budget_multiplier, seed, fmt, out) -> 
         click.echo(f"wrote {written}", err=fmt == "json")
 
 
+@cli.command()
+@click.option("--study", "study_name", required=True, help="The study's name (as `search` printed it).")
+@click.option("--storage", default=None, envvar="FASTERNET_STORAGE", help="Optuna storage URL, or from the "
+              "environment variable FASTERNET_STORAGE (keeps a password out of shell history; the flag wins) "
+              "[default: sqlite:///fasternet_studies.db].")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="FILE.html (a self-contained report, works offline) or FILE.json.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="What to print: a summary, or the whole analysis as one JSON object.")
+def analyze(study_name, storage, out, fmt) -> None:
+    """What the study says about its space (RegNet-style): importances for accuracy, latency and achieved FLOPS
+    (fANOVA, PED-ANOVA), EDFs of proxy error per parameter value, costs per value, the paper's choices answered."""
+    from search import load_study
+    from search.analysis import analyze_study
+    from search.analysis_report import FORMATS, format_text, to_json, write_analysis
+
+    if out and Path(out).suffix.lower() not in FORMATS:
+        fail(f"--out {out}: unknown format; allowed: " + ", ".join(FORMATS))
+    analysis = analyze_study(load_study(study_name, storage or DEFAULT_STORAGE))
+    written = write_analysis(analysis, out) if out else None
+    click.echo(to_json(analysis) if fmt == "json" else format_text(analysis))
+    if written:
+        click.echo(f"wrote {written}", err=fmt == "json")
+
+
 def _fidelity_text(report) -> str:
     from fasternet_space.report import format_table
     from search.fidelity_plot import interval_text

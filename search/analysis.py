@@ -30,7 +30,14 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from fasternet_space import NAMED_SPECS
 from fasternet_space.spec import SpecError
 
-from .analysis_stats import bootstrap_two, edf, geometric_mean_ratio, median_difference, median_interval
+from .analysis_stats import (
+    bootstrap_two,
+    edf,
+    geometric_mean_ratio,
+    mean_difference,
+    mean_interval,
+    median_interval,
+)
 from .errors import SearchError
 from .space import Free, SearchSpace
 from .trial import TRAINED, TrialRecord
@@ -41,7 +48,11 @@ MIN_CURVE = 10  # an EDF curve of fewer trials is marked unstable
 STABLE_EDF = 100  # RegNet compares EDFs of about 100 or more models per design space
 MAX_LEVELS = 5  # a numeric parameter with at most this many values gets one curve per value, else bins
 BINS = 4
-PED_ANOVA_TOP = 0.1  # PED-ANOVA's target quantile (raised to hold at least 5 trials when there are few)
+# PED-ANOVA's target quantile: what it takes to reach the space's best quarter (Optuna's default, the top 10%, is
+# a search's question, and on 60 random trials its top 6 makes chance correlations look important), raised so
+# that the top holds at least PED_ANOVA_MIN_TOP trials (Optuna advises at least 5).
+PED_ANOVA_TOP = 0.25
+PED_ANOVA_MIN_TOP = 10
 NOT_ENOUGH = "not enough trials"
 
 # What each importance is computed on (lower is better for every one, as PED-ANOVA assumes).
@@ -139,7 +150,7 @@ def importances(records: Sequence[TrialRecord], space: SearchSpace, target: str,
     study = optuna.create_study(direction="minimize")  # in memory: only the trials chosen, one objective
     study.add_trials([optuna.trial.create_trial(params={p: r.params[p] for p in distributions},
                                                 distributions=distributions, value=v) for r, v in chosen])
-    quantile = max(PED_ANOVA_TOP, min(0.5, 5 / n))
+    quantile = max(PED_ANOVA_TOP, min(0.5, PED_ANOVA_MIN_TOP / n))
     out = []
     for name, make in (("fanova", lambda: optuna.importance.FanovaImportanceEvaluator(seed=seed)),
                        ("ped-anova", lambda: optuna.importance.PedAnovaImportanceEvaluator(
@@ -289,6 +300,20 @@ def _values(records: Sequence[TrialRecord], param: str, value: Any, get: Callabl
     return [v for r in records if param in r.params and level.holds(r.params[param]) for v in [get(r)] if v is not None]
 
 
+@dataclass(frozen=True)
+class Mean:
+    """A mean with its bootstrap 95% interval, over n trials."""
+
+    n: int
+    mean: float
+    low: float
+    high: float
+
+
+def _fmt_mean(m: Mean) -> str:
+    return f"{100 * m.mean:.1f} [{100 * m.low:.1f}, {100 * m.high:.1f}] (n={m.n})"
+
+
 def _fmt_median(m: Median | None, scale: float = 1.0, digits: int = 3) -> str:
     if m is None:
         return "n/a"
@@ -308,19 +333,19 @@ def partial_ratio_choice(trained: Sequence[TrialRecord], space: SearchSpace, bud
     budget = f"the {budget_ms:g} ms budget" if budget_ms is not None else "the study's budget"
     parts, numbers, answered = [], {}, False
     for free in frees:
-        stats = {_show(v): median_of(_values(trained, free.param, v, lambda r: r.accuracy)) for v in free.choices}
-        numbers[free.param] = {k: asdict(m) if m else None for k, m in stats.items()}
-        enough = {k: m for k, m in stats.items() if m is not None and m.n >= MIN_GROUP}
+        accs = {_show(v): _values(trained, free.param, v, lambda r: r.accuracy) for v in free.choices}
+        enough = {k: Mean(len(v), *mean_interval(v)) for k, v in accs.items() if len(v) >= MIN_GROUP}
+        numbers[free.param] = {k: asdict(m) for k, m in enough.items()}
         if len(enough) < 2:
             parts.append(f"{free.param}: {NOT_ENOUGH} (fewer than {MIN_GROUP} trained trials per value for two values)")
             continue
         answered = True
-        best = max(enough, key=lambda k: enough[k].median)
+        best = max(enough, key=lambda k: enough[k].mean)
         others = [k for k in enough if k != best]
         clear = all(enough[best].low > enough[k].high for k in others)
-        listing = "; ".join(f"{k}: {_fmt_median(m, 100, 1)}" for k, m in enough.items())
+        listing = "; ".join(f"{k}: {_fmt_mean(m)}" for k, m in enough.items())
         verdict = ("its interval is above every other's" if clear else "but the intervals overlap: no clear winner")
-        parts.append(f"{free.param} = {best} has the highest median top-1 (%) within {budget}, {verdict} ({listing})")
+        parts.append(f"{free.param} = {best} has the highest mean top-1 (%) within {budget}, {verdict} ({listing})")
     return Choice("partial_ratio", question, paper, answered, ". ".join(parts), numbers)
 
 
@@ -350,11 +375,11 @@ def activation_choice(trained: Sequence[TrialRecord], measured: Sequence[TrialRe
             parts.append(f"{half} half by FLOPs: {NOT_ENOUGH} for accuracy (relu {len(acc['relu'])}, "
                          f"gelu {len(acc['gelu'])}; {MIN_GROUP} each needed)")
             continue
-        diff = bootstrap_two(acc["relu"], acc["gelu"], median_difference)
+        diff = bootstrap_two(acc["relu"], acc["gelu"], mean_difference)
         numbers[f"top1_gelu_minus_relu_{half}"] = {"value": diff[0], "low": diff[1], "high": diff[2],
                                                    "n_relu": len(acc["relu"]), "n_gelu": len(acc["gelu"])}
         verdict = "GELU better" if diff[1] > 0 else "ReLU better" if diff[2] < 0 else "no clear difference"
-        parts.append(f"{half} half by FLOPs: median top-1 GELU - ReLU {100 * diff[0]:+.1f} points "
+        parts.append(f"{half} half by FLOPs: mean top-1 GELU - ReLU {100 * diff[0]:+.1f} points "
                      f"[{100 * diff[1]:+.1f}, {100 * diff[2]:+.1f}] ({verdict}, n={len(acc['gelu'])} vs {len(acc['relu'])})")
     answered = bool(numbers)
     return Choice("activation", question, paper, answered, "; ".join(parts) if parts else NOT_ENOUGH, numbers)
@@ -377,9 +402,9 @@ def norm_choice(trained: Sequence[TrialRecord], measured: Sequence[TrialRecord],
             f"n={len(lat['ln'])} vs {len(lat['bn'])})")
     acc = {n: [r.accuracy for r in trained if r.params.get("norm") == n] for n in ("bn", "ln")}
     if min(len(v) for v in acc.values()) >= MIN_GROUP:
-        diff = bootstrap_two(acc["bn"], acc["ln"], median_difference)
+        diff = bootstrap_two(acc["bn"], acc["ln"], mean_difference)
         numbers["top1_ln_minus_bn"] = {"value": diff[0], "low": diff[1], "high": diff[2]}
-        text += (f"; median top-1 LN - BN {100 * diff[0]:+.1f} points [{100 * diff[1]:+.1f}, {100 * diff[2]:+.1f}] "
+        text += (f"; mean top-1 LN - BN {100 * diff[0]:+.1f} points [{100 * diff[1]:+.1f}, {100 * diff[2]:+.1f}] "
                  f"(n={len(acc['ln'])} vs {len(acc['bn'])})")
     else:
         text += f"; accuracy: {NOT_ENOUGH}"

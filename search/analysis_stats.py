@@ -51,9 +51,19 @@ def bootstrap_two(a: Sequence[float], b: Sequence[float], statistic: Callable[[n
     return float(statistic(x, y)), float(low), float(high)
 
 
-def median_difference(a: np.ndarray, b: np.ndarray) -> float:
-    """median(b) - median(a)."""
-    return float(np.median(b) - np.median(a))
+def mean_interval(values: Sequence[float], resamples: int = RESAMPLES, level: float = LEVEL,
+                  seed: int = 0) -> tuple[float, float, float]:
+    """(mean, low, high): the mean with a percentile bootstrap interval."""
+    x = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(resamples, len(x)))].mean(axis=1)
+    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(x.mean()), float(low), float(high)
+
+
+def mean_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """mean(b) - mean(a)."""
+    return float(np.mean(b) - np.mean(a))
 
 
 def geometric_mean_ratio(a: np.ndarray, b: np.ndarray) -> float:

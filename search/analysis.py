@@ -314,10 +314,10 @@ def _fmt_mean(m: Mean) -> str:
     return f"{100 * m.mean:.1f} [{100 * m.low:.1f}, {100 * m.high:.1f}] (n={m.n})"
 
 
-def _fmt_median(m: Median | None, scale: float = 1.0, digits: int = 3) -> str:
+def _fmt_percent(m: Median | None) -> str:
     if m is None:
         return "n/a"
-    return f"{m.median * scale:.{digits}f} [{m.low * scale:.{digits}f}, {m.high * scale:.{digits}f}] (n={m.n})"
+    return f"{100 * m.median:.0f}% [{100 * m.low:.0f}%, {100 * m.high:.0f}%] (n={m.n})"
 
 
 def _free(space: SearchSpace, param: str) -> Free | None:
@@ -362,8 +362,8 @@ def activation_choice(trained: Sequence[TrialRecord], measured: Sequence[TrialRe
         ratio = bootstrap_two(lat["relu"], lat["gelu"], geometric_mean_ratio)
         numbers["latency_ratio_gelu_over_relu"] = {"value": ratio[0], "low": ratio[1], "high": ratio[2],
                                                    "n_relu": len(lat["relu"]), "n_gelu": len(lat["gelu"])}
-        parts.append(f"GELU candidates are {ratio[0]:.2f}x [{ratio[1]:.2f}, {ratio[2]:.2f}] as slow as ReLU ones "
-                     f"(geometric means, n={len(lat['gelu'])} vs {len(lat['relu'])})")
+        parts.append(f"latency GELU / ReLU {ratio[0]:.2f}x [{ratio[1]:.2f}, {ratio[2]:.2f}] (geometric means, "
+                     f"n={len(lat['gelu'])} vs {len(lat['relu'])})")
     # accuracy, split at the median FLOPs of the trained trials: the paper's small and large models
     flops = sorted(r.flops for r in trained if r.flops)
     cut = flops[len(flops) // 2] if flops else None
@@ -398,7 +398,7 @@ def norm_choice(trained: Sequence[TrialRecord], measured: Sequence[TrialRecord],
     ratio = bootstrap_two(lat["bn"], lat["ln"], geometric_mean_ratio)
     numbers: dict[str, Any] = {"latency_ratio_ln_over_bn": {"value": ratio[0], "low": ratio[1], "high": ratio[2],
                                                             "n_bn": len(lat["bn"]), "n_ln": len(lat["ln"])}}
-    text = (f"LN candidates are {ratio[0]:.2f}x [{ratio[1]:.2f}, {ratio[2]:.2f}] as slow as BN ones (geometric means, "
+    text = (f"latency LN / BN {ratio[0]:.2f}x [{ratio[1]:.2f}, {ratio[2]:.2f}] (geometric means, "
             f"n={len(lat['ln'])} vs {len(lat['bn'])})")
     acc = {n: [r.accuracy for r in trained if r.params.get("norm") == n] for n in ("bn", "ln")}
     if min(len(v) for v in acc.values()) >= MIN_GROUP:
@@ -428,8 +428,8 @@ def stage3_choice(trained: Sequence[TrialRecord], front: Sequence[TrialRecord]) 
                       f"front; {MIN_GROUP} needed")
     on_front = median_of(shares)
     everyone = median_of([s for s in map(_stage3_share, trained) if s is not None])
-    text = (f"median stage-3 share on the front {_fmt_median(on_front, 100, 0)} % of the blocks, against "
-            f"{_fmt_median(everyone, 100, 0)} % among all feasible trained trials (what the sampler drew)")
+    text = (f"median stage-3 share of the blocks on the front {_fmt_percent(on_front)}, against "
+            f"{_fmt_percent(everyone)} among all feasible trained trials (what the sampler drew)")
     return Choice("stage3_depth", question, paper, True, text,
                   {"front": asdict(on_front), "all_trained": asdict(everyone) if everyone else None,
                    "paper_named": paper_shares})

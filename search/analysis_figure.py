@@ -37,10 +37,13 @@ def importance_figure(analysis: Analysis) -> go.Figure:
                 legendgroup=evaluator, showlegend=evaluator not in shown,
                 hovertemplate=f"{label}: %{{y}} %{{x:.3f}} (n={imp.n_trials})<extra></extra>"), row=1, col=col)
             shown.add(evaluator)
-        if empty:
-            fig.add_annotation(text="<br>".join(empty), x=0.5, y=0.5, xref=f"x{col if col > 1 else ''} domain",
-                               yref=f"y{col if col > 1 else ''} domain", showarrow=False,
-                               font=dict(size=12, color="#777"))
+        if len(empty) == len(EVALUATORS):
+            domain = fig.layout[f"xaxis{col if col > 1 else ''}"].domain
+            fig.add_annotation(text="<br>".join(empty), x=(domain[0] + domain[1]) / 2, y=0.5, xref="paper",
+                               yref="paper", showarrow=False, font=dict(size=12, color="#777"))
+            fig.update_yaxes(visible=False, row=1, col=col)
+            fig.update_xaxes(visible=False, row=1, col=col)
+            continue
         fig.update_xaxes(title_text="importance (sums to 1)", range=[0, 1], row=1, col=col)
     fig.update_layout(barmode="group", height=120 + 34 * max(len(analysis.params), 3), font=FONT,
                       margin=dict(l=10, r=10, t=60, b=40), legend=dict(orientation="h", y=-0.25),

@@ -58,7 +58,7 @@ def html_report(analysis: Analysis) -> str:
     parts += [f"<div class='warn'>warning: {e(w)}</div>" for w in a.warnings]
     parts += [f"<div class='note'>{e(n)}</div>" for n in a.notes]
     parts.append("<h2>The paper's choices, answered from this study</h2><table><tr><th>question</th>"
-                 "<th>the paper</th><th>this study (medians or ratios with 95% intervals)</th></tr>")
+                 "<th>the paper</th><th>this study (means, medians or ratios with 95% intervals)</th></tr>")
     for c in a.choices:
         answer = e(c.answer) if c.answered else f"<span class='no'>{e(c.answer)}</span>"
         parts.append(f"<tr><td>{e(c.question)}</td><td>{e(c.paper)}</td><td>{answer}</td></tr>")

@@ -163,6 +163,9 @@ def importances(records: Sequence[TrialRecord], space: SearchSpace, target: str,
         except ImportError:
             out.append(Importance(target, name, n, {}, "fANOVA needs scikit-learn: pip install -e '.[analysis]'"))
             continue
+        except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # degenerate data, e.g. every value equal
+            out.append(Importance(target, name, n, {}, f"could not be computed: {str(exc).splitlines()[0][:200]}"))
+            continue
         out.append(Importance(target, name, n, {k: float(v) for k, v in values.items()}, note))
     return out
 

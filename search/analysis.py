@@ -31,6 +31,7 @@ from fasternet_space import NAMED_SPECS
 from fasternet_space.spec import SpecError
 
 from .analysis_stats import (
+    adjusted_ratio,
     bootstrap_two,
     edf,
     geometric_mean_ratio,
@@ -365,8 +366,10 @@ def activation_choice(trained: Sequence[TrialRecord], measured: Sequence[TrialRe
         ratio = bootstrap_two(lat["relu"], lat["gelu"], geometric_mean_ratio)
         numbers["latency_ratio_gelu_over_relu"] = {"value": ratio[0], "low": ratio[1], "high": ratio[2],
                                                    "n_relu": len(lat["relu"]), "n_gelu": len(lat["gelu"])}
+        adjusted = equal_flops_ratio(measured, space, "act", "relu", "gelu")
+        numbers["latency_ratio_gelu_over_relu_equal_flops"] = adjusted
         parts.append(f"latency GELU / ReLU {ratio[0]:.2f}x [{ratio[1]:.2f}, {ratio[2]:.2f}] (geometric means, "
-                     f"n={len(lat['gelu'])} vs {len(lat['relu'])})")
+                     f"n={len(lat['gelu'])} vs {len(lat['relu'])}), {_equal_flops_text(adjusted, 'GELU / ReLU')}")
     # accuracy, split at the median FLOPs of the trained trials: the paper's small and large models
     flops = sorted(r.flops for r in trained if r.flops)
     cut = flops[len(flops) // 2] if flops else None
@@ -401,8 +404,10 @@ def norm_choice(trained: Sequence[TrialRecord], measured: Sequence[TrialRecord],
     ratio = bootstrap_two(lat["bn"], lat["ln"], geometric_mean_ratio)
     numbers: dict[str, Any] = {"latency_ratio_ln_over_bn": {"value": ratio[0], "low": ratio[1], "high": ratio[2],
                                                             "n_bn": len(lat["bn"]), "n_ln": len(lat["ln"])}}
+    adjusted = equal_flops_ratio(measured, space, "norm", "bn", "ln")
+    numbers["latency_ratio_ln_over_bn_equal_flops"] = adjusted
     text = (f"latency LN / BN {ratio[0]:.2f}x [{ratio[1]:.2f}, {ratio[2]:.2f}] (geometric means, "
-            f"n={len(lat['ln'])} vs {len(lat['bn'])})")
+            f"n={len(lat['ln'])} vs {len(lat['bn'])}), {_equal_flops_text(adjusted, 'LN / BN')}")
     acc = {n: [r.accuracy for r in trained if r.params.get("norm") == n] for n in ("bn", "ln")}
     if min(len(v) for v in acc.values()) >= MIN_GROUP:
         diff = bootstrap_two(acc["bn"], acc["ln"], mean_difference)
@@ -419,6 +424,32 @@ def _stage3_share(record: TrialRecord) -> float | None:
     if not isinstance(depths, list) or len(depths) < 3 or not sum(depths):
         return None
     return depths[2] / sum(depths)
+
+
+def equal_flops_ratio(measured: Sequence[TrialRecord], space: SearchSpace, param: str, base: str,
+                      other: str) -> dict[str, Any] | None:
+    """The latency of `other` over `base` at equal FLOPs and equal other text choices (act, norm, ...): a
+    log-linear fit of latency on log FLOPs, the choice and the other text-valued parameters (a random sample
+    leaves each comparison confounded by width and depth; FLOPs carry those, and the choice barely changes
+    them). None when it cannot be fitted."""
+    rows = [r for r in measured if r.params.get(param) in (base, other) and r.flops and r.latency_ms]
+    texts = [f for f in space.free_params if f.param != param and f.choices is not None
+             and all(isinstance(c, str) for c in f.choices)]
+    covariates = [[math.log(r.flops) for r in rows]]
+    for free in texts:
+        covariates += [[float(r.params.get(free.param) == c) for r in rows] for c in free.choices[1:]]
+    fit = adjusted_ratio([r.latency_ms for r in rows], [r.params[param] == other for r in rows], covariates)
+    if fit is None:
+        return None
+    return {"value": fit[0], "low": fit[1], "high": fit[2], "n": len(rows), "dof": fit[3],
+            "covariates": ["log FLOPs", *(f.param for f in texts)]}
+
+
+def _equal_flops_text(fit: dict[str, Any] | None, label: str) -> str:
+    if fit is None:
+        return f"at equal FLOPs: {NOT_ENOUGH} for the fit"
+    return (f"at equal FLOPs and other choices {label} {fit['value']:.2f}x [{fit['low']:.2f}, {fit['high']:.2f}] "
+            f"(log-linear fit, n={fit['n']})")
 
 
 def stage3_choice(trained: Sequence[TrialRecord], front: Sequence[TrialRecord]) -> Choice:

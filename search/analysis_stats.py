@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from fasternet_space.stats import t_quantile
+
 LEVEL = 0.95
 RESAMPLES = 2000
 
@@ -69,3 +71,23 @@ def mean_difference(a: np.ndarray, b: np.ndarray) -> float:
 def geometric_mean_ratio(a: np.ndarray, b: np.ndarray) -> float:
     """The geometric mean of b over that of a: how many times larger b's values are, typically."""
     return float(np.exp(np.mean(np.log(b)) - np.mean(np.log(a))))
+
+
+def adjusted_ratio(values: Sequence[float], indicator: Sequence[bool], covariates: Sequence[Sequence[float]]
+                   ) -> tuple[float, float, float, int] | None:
+    """How many times larger `values` are where `indicator` holds, the covariates held equal: the least-squares
+    fit of log(value) on an intercept, the indicator and the covariates; (ratio, low, high, residual degrees
+    of freedom) with the t 95% interval of the indicator's coefficient. None when the fit is not identified
+    (too few rows, or the indicator is constant or a combination of the covariates)."""
+    y = np.log(np.asarray(values, dtype=float))
+    columns = [np.ones(len(y)), np.asarray(indicator, dtype=float), *(np.asarray(c, dtype=float) for c in covariates)]
+    x = np.column_stack(columns)
+    dof = len(y) - x.shape[1]
+    if dof < 2 or np.linalg.matrix_rank(x) < x.shape[1]:
+        return None
+    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    residual = y - x @ coef
+    variance = float(residual @ residual) / dof
+    se = math.sqrt(variance * float(np.linalg.inv(x.T @ x)[1, 1]))
+    half = t_quantile(dof) * se
+    return math.exp(coef[1]), math.exp(coef[1] - half), math.exp(coef[1] + half), dof

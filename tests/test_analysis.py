@@ -3,6 +3,7 @@
 the paper's choices come out right; the census runs end to end through the CLI and `analyze` reads it."""
 
 import json
+import math
 import random
 
 import optuna
@@ -15,7 +16,7 @@ from fasternet_space.measure import Measurement, Protocol
 from search import read_trials
 from search.analysis import MIN_IMPORTANCE_TRIALS, NOT_ENOUGH, analyze, analyze_study, levels, study_space
 from search.analysis_report import format_text, html_report, write_analysis
-from search.analysis_stats import edf, median_interval
+from search.analysis_stats import adjusted_ratio, edf, median_interval
 from search.space import Free, SearchSpace
 from search.study import DIRECTIONS, SAMPLERS_ATTR
 from search.trial import MEASURED, TRAINED, TrialWriter
@@ -116,6 +117,10 @@ def test_costs_and_the_papers_choices_come_out_of_the_constructed_study(known):
     choices = {c.key: c for c in a.choices}
     ratio = choices["norm"].numbers["latency_ratio_ln_over_bn"]
     assert 2.9 < ratio["value"] < 3.1 and 2.7 < ratio["low"] < ratio["high"] < 3.3  # 3x by construction
+    fitted = choices["norm"].numbers["latency_ratio_ln_over_bn_equal_flops"]
+    assert fitted["n"] == N_TRIALS and 2.9 < fitted["value"] < 3.1 and 2.8 < fitted["low"] < fitted["high"] < 3.2
+    fitted = choices["activation"].numbers["latency_ratio_gelu_over_relu_equal_flops"]
+    assert fitted["low"] < 1.0 < fitted["high"]
     assert choices["partial_ratio"].answered  # accuracy does not depend on it here: see the next test
     act = choices["activation"]
     gap = act.numbers["top1_gelu_minus_relu_smaller"]
@@ -181,6 +186,17 @@ def test_levels_bin_wide_ranges_and_keep_few_values():
     assert len(wide) == 4 and sum(lv.holds(v) for lv in wide for v in range(2, 19)) == 17
     cont = levels(Free("x", low=0.0, high=1.0))
     assert sum(lv.holds(0.5) for lv in cont) == 1 and cont[-1].holds(1.0)
+
+
+def test_adjusted_ratio_removes_a_confounder():
+    rng = random.Random(0)
+    size = [rng.uniform(1, 10) for _ in range(40)]
+    # the flag doubles the value, and flagged rows are mostly the large ones (a confounded comparison)
+    flag = [s > 4 if i % 5 else s <= 4 for i, s in enumerate(size)]
+    values = [s * (2.0 if f else 1.0) * (1 + 0.01 * rng.random()) for s, f in zip(size, flag, strict=True)]
+    ratio, low, high, dof = adjusted_ratio(values, flag, [[math.log(s) for s in size]])
+    assert low < 2.0 < high and high - low < 0.1 and dof == 37
+    assert adjusted_ratio(values[:3], flag[:3], [size[:3]]) is None  # no degrees of freedom left
 
 
 def test_edf_and_median_interval():

@@ -70,7 +70,10 @@ def html_report(analysis: Analysis) -> str:
     parts.append(f"<h2>EDFs of proxy error ({a.n_edf} sampled trained trials)</h2><p>pycls style: for each value "
                  "(or bin) of a parameter, the share of its trained trials with at most a given error; a curve "
                  "further left is a better choice. Dotted: fewer than 10 trials.</p><div class='grid'>")
-    parts += [f"<div>{_plot(edf_figure(g), first=False)}</div>" for g in a.edfs]
+    if a.n_edf:
+        parts += [f"<div>{_plot(edf_figure(g), first=False)}</div>" for g in a.edfs]
+    else:
+        parts.append("<p class='no'>No sampled trained trials, so no EDFs: they need proxy accuracies.</p>")
     parts.append(f"</div><h2>What it costs on this device ({a.n_measured} measured candidates)</h2>"
                  "<p>Median latency and achieved FLOPS per value or bin, with distribution-free 95% intervals of the "
                  "median; each over every candidate whose latency was measured.</p><div class='grid'>")

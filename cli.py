@@ -245,7 +245,8 @@ def bench_models(specs, device, threads, batch_size, input_size, fmt) -> None:
 @click.option("--named/--no-named", default=True, show_default=True, help="Enqueue T0..L first where they fit the space.")
 @click.option("--proxy", "accuracy", default="train", show_default=True,
               help="train: the short proxy training; zero-cost:NAME: a training-free search on a zero-cost score "
-                   "(synflow, naswot, grad_norm, snip, params, flops, or vote).")
+                   "(synflow, naswot, grad_norm, snip, params, flops, or vote); none: a census, latency, FLOPs and "
+                   "params only (use with --sampler random, then `analyze`).")
 @click.option("--zero-cost/--no-zero-cost", "zero_cost_scores", default=True, show_default=True,
               help="Store every feasible candidate's zero-cost scores before training (CSV/JSON, fidelity).")
 @click.option("--screen", type=int, default=0, show_default=True,
@@ -355,8 +356,9 @@ class SearchProgress:
     def on_trial(self, study, trial) -> None:
         import time
 
+        from fasternet_space.report import human
         from search import TrialRecord, best_feasible, read_trials
-        from search.trial import SCORED, TRAINED
+        from search.trial import MEASURED, SCORED, TRAINED
 
         self.done_here += 1
         if self.quiet:
@@ -369,11 +371,15 @@ class SearchProgress:
             what = f"top-1 {record.proxy_acc:.3f}, latency {record.latency_ms:.2f} ms"
         elif record.status == SCORED:
             what = f"{record.score_name} {record.score:.4g} (untrained), latency {record.latency_ms:.2f} ms"
+        elif record.status == MEASURED:
+            what = (f"latency {record.latency_ms:.2f} ms, {human(record.flops or 0)} FLOPs, "
+                    f"{human(record.param_count or 0)} params (census)")
         else:
             reason = record.reason or "no reason stored (its worker stopped or was killed)"
             what = reason if reason.startswith(record.status) else f"{record.status}: {reason}"
         best = best_feasible(records)
-        best_text = f"best {best.merit:.4g} @ {best.latency_ms:.1f} ms (#{best.number})" if best else "no feasible yet"
+        best_text = (f"best {best.merit:.4g} @ {best.latency_ms:.1f} ms (#{best.number})" if best
+                     else "census, no accuracy" if record.status == MEASURED else "no feasible yet")
         elapsed = time.perf_counter() - self.started
         left = max(self.n_trials - finished, 0)
         eta = f", ~{elapsed / self.done_here * left / 60:.1f} min left" if self.done_here and left else ""
@@ -402,7 +408,7 @@ def print_search_summary(outcome, budget_ms, best_path, export_dir) -> None:
     from search import best_feasible, pareto_front, read_trials
     from search.export import export_study, save_best_spec
     from search.results import standing
-    from search.trial import FAILED, OVER_BUDGET, PRUNED, SCORED, TRAINED
+    from search.trial import FAILED, MEASURED, OVER_BUDGET, PRUNED, SCORED, TRAINED
 
     study = outcome.study
     records = read_trials(study)
@@ -412,8 +418,9 @@ def print_search_summary(outcome, budget_ms, best_path, export_dir) -> None:
     if outcome.stale_failed:
         click.echo(f"failed {len(outcome.stale_failed)} trial(s) left running by a stopped worker: "
                    + ", ".join(f"#{n}" for n in outcome.stale_failed))
-    counts = {s: sum(r.status == s for r in records) for s in (TRAINED, SCORED, OVER_BUDGET, PRUNED, FAILED)}
+    counts = {s: sum(r.status == s for r in records) for s in (TRAINED, SCORED, MEASURED, OVER_BUDGET, PRUNED, FAILED)}
     scored = f"{counts[SCORED]} scored without training, " if counts[SCORED] else ""
+    scored += f"{counts[MEASURED]} measured only (census), " if counts[MEASURED] else ""
     click.echo(f"study {study.study_name!r}: {counts[TRAINED]} trained within budget, {scored}{counts[OVER_BUDGET]} over "
                f"the {budget_ms:g} ms budget (measured, not trained), {counts[PRUNED]} pruned, {counts[FAILED]} "
                f"failed; {outcome.elapsed_s / 60:.1f} min this run")
@@ -424,7 +431,7 @@ def print_search_summary(outcome, budget_ms, best_path, export_dir) -> None:
         click.echo("\nPareto front (feasible trials; proxy top-1 with its 95% interval vs latency):")
         click.echo(format_table(["trial", "named", "proxy top-1 [95% CI]", "latency ms", "FLOPs", "achieved",
                                  "params"], table))
-    named = sorted((r for r in records if r.named and r.status in (TRAINED, SCORED, OVER_BUDGET, PRUNED)),
+    named = sorted((r for r in records if r.named and r.status in (TRAINED, SCORED, MEASURED, OVER_BUDGET, PRUNED)),
                    key=lambda r: r.latency_ms or 0.0)
     if named:
         click.echo("\nnamed configs in this study:")
@@ -435,6 +442,8 @@ def print_search_summary(outcome, budget_ms, best_path, export_dir) -> None:
                 where = f"{_accuracy(r)}, " + ("on the front" if r.pareto else "behind the front")
             elif r.status == PRUNED:
                 where = f"pruned ({r.reason})"
+            elif r.status == MEASURED:
+                where = "within budget, measured only (census)"
             else:
                 where = "over budget, not trained"
             click.echo(f"  {r.named}: latency {r.latency_ms:.2f} ms, {where}")
@@ -443,7 +452,11 @@ def print_search_summary(outcome, budget_ms, best_path, export_dir) -> None:
     for note in outcome.notes:
         click.echo(f"\nnote: {note}")
     best = best_feasible(records)
-    if best is None:
+    measured = sum(r.status == MEASURED for r in records)
+    if best is None and measured:
+        click.echo(f"\ncensus: {measured} candidates measured within budget, no accuracy (--proxy none: nothing "
+                   f"trained or scored, so no front); python cli.py analyze --study {study.study_name} --out FILE.html")
+    elif best is None:
         click.echo(f"\nno trial met the {budget_ms:g} ms budget yet; raise --latency-budget or --n-trials")
     else:
         path = save_best_spec(records, study.study_name, best_path or Path("runs") / study.study_name / "best.yaml")
@@ -539,6 +552,31 @@ def fidelity(study_name, storage, sample, budget_multiplier, seed, fmt, out) -> 
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
         click.echo(_fidelity_text(report))
+    if written:
+        click.echo(f"wrote {written}", err=fmt == "json")
+
+
+@cli.command()
+@click.option("--study", "study_name", required=True, help="The study's name (as `search` printed it).")
+@click.option("--storage", default=None, envvar="FASTERNET_STORAGE", help="Optuna storage URL, or from the "
+              "environment variable FASTERNET_STORAGE (keeps a password out of shell history; the flag wins) "
+              "[default: sqlite:///fasternet_studies.db].")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="FILE.html (a self-contained report, works offline) or FILE.json.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="What to print: a summary, or the whole analysis as one JSON object.")
+def analyze(study_name, storage, out, fmt) -> None:
+    """What the study says about its space (RegNet-style): importances for accuracy, latency and achieved FLOPS
+    (fANOVA, PED-ANOVA), EDFs of proxy error per parameter value, costs per value, the paper's choices answered."""
+    from search import load_study
+    from search.analysis import analyze_study
+    from search.analysis_report import FORMATS, format_text, to_json, write_analysis
+
+    if out and Path(out).suffix.lower() not in FORMATS:
+        fail(f"--out {out}: unknown format; allowed: " + ", ".join(FORMATS))
+    analysis = analyze_study(load_study(study_name, storage or DEFAULT_STORAGE))
+    written = write_analysis(analysis, out) if out else None
+    click.echo(to_json(analysis) if fmt == "json" else format_text(analysis))
     if written:
         click.echo(f"wrote {written}", err=fmt == "json")
 

@@ -50,7 +50,7 @@ class SearchConfig:
     proxy: ProxyConfig = field(default_factory=ProxyConfig)  # epochs, resolution, batch, learning rate
     max_train_samples: int | None = 8000  # training images the proxy sees (its budget)
     max_test_samples: int | None = 2000  # held-out images its top-1 is measured on
-    accuracy: str = "train"  # train (the short proxy), or zero-cost:NAME (a score, or vote): no training
+    accuracy: str = "train"  # train (the short proxy), zero-cost:NAME (a score, or vote), none (a census: latency only)
     zero_cost_scores: bool = True  # store every feasible candidate's zero-cost scores before training
     screen: int = 0  # two-stage: first score this many candidates without training (0: off)
     keep: float = 0.1  # then train this fraction of the feasible ones, the best by the zero-cost vote
@@ -92,7 +92,7 @@ class SearchConfig:
             raise SearchError("sampler", repr(self.sampler), f"not known; allowed: {', '.join(SAMPLERS)}")
         if self.pruner not in PRUNERS:
             raise SearchError("pruner", repr(self.pruner), f"not known; allowed: {', '.join(PRUNERS)}")
-        allowed_accuracy = ["train", *(f"zero-cost:{n}" for n in ZERO_COST_CHOICES)]
+        allowed_accuracy = ["train", *(f"zero-cost:{n}" for n in ZERO_COST_CHOICES), "none"]
         if self.accuracy not in allowed_accuracy:
             raise SearchError("accuracy", repr(self.accuracy), f"not known; allowed: {', '.join(allowed_accuracy)}")
         if self.screen < 0 or isinstance(self.screen, bool):

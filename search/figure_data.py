@@ -23,6 +23,7 @@ from .results import pareto_front
 from .trial import (
     FAILED,
     INVALID,
+    MEASURED,
     OVER_BUDGET,
     PRUNED,
     RUNNING,
@@ -34,7 +35,7 @@ from .trial import (
 )
 
 SPEC_KEYS = ("embed_dim", "depths", "partial_ratio", "mlp_ratio", "act", "norm")  # shown in the hover text
-DRAWN = (TRAINED, SCORED, OVER_BUDGET, PRUNED, FAILED)  # statuses drawn when the trial has a measured latency
+DRAWN = (TRAINED, SCORED, MEASURED, OVER_BUDGET, PRUNED, FAILED)  # statuses drawn when the trial has a measured latency
 TOP, BOTTOM = "top center", "bottom center"  # label positions
 
 
@@ -351,6 +352,8 @@ def figure_data(records: Sequence[TrialRecord], study_name: str | None = None,
     scored = sorted({r.score_name for r in records if r.status == SCORED and r.score_name})
     y_title = (f"zero-cost score, untrained: {', '.join(scored)}" if scored and not any(
         r.status == TRAINED for r in records) else "proxy top-1 accuracy (%)")
+    if not trained and any(r.status == MEASURED for r in records):
+        y_title = "no accuracy: a census (--proxy none), latency and FLOPs only"
     front = [by_number[r.number] for r in pareto_front(list(records))
              if r.number in by_number and by_number[r.number].acc is not None]
     pruned = [p for p in points if p.status == PRUNED and p.acc is not None]
@@ -400,7 +403,7 @@ def summary(records: Sequence[TrialRecord]) -> str:
     front = sum(r.pareto for r in records)
     parts = [f"{counts[TRAINED]} trained within budget ({front} on the front)", f"{counts[OVER_BUDGET]} over budget",
              f"{counts[PRUNED]} pruned", f"{counts[FAILED]} failed"]
-    parts += [f"{counts[s]} {s}" for s in (INVALID, RUNNING, WAITING) if counts[s]]
+    parts += [f"{counts[s]} {s}" for s in (MEASURED, INVALID, RUNNING, WAITING) if counts[s]]
     return f"{len(records)} trials: " + ", ".join(parts)
 
 

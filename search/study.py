@@ -28,6 +28,7 @@ from .trial import SCORED, Key, TrialRecord, read_trials
 from .workers import start_workers, wait_for_workers
 
 DIRECTIONS = ["maximize", "minimize"]  # proxy_acc, latency_ms
+SAMPLERS_ATTR = "samplers"  # study attribute: every sampler that added trials (analysis warns unless all random)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
@@ -72,6 +73,7 @@ def open_study(config: SearchConfig, space: SearchSpace) -> tuple[optuna.Study, 
         study.set_user_attr("setting", setting)
         study.set_user_attr("proxy_setup", config.proxy_setup())
         study.set_metric_names(["proxy_acc", "latency_ms"])
+        study.set_user_attr(SAMPLERS_ATTR, [config.sampler])
         return study, True
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(storage=storage, study_name=name, sampler=sampler)
@@ -87,6 +89,9 @@ def open_study(config: SearchConfig, space: SearchSpace) -> tuple[optuna.Study, 
         was = ", ".join(f"{k} {_show(stored.get(k))}" for k in differ)
         raise SearchError("study_name", repr(name), f"the study in {where} was made with {was}; allowed: the same "
                           "setting to resume it (numbers measured otherwise are not comparable), or another study name")
+    used = study.user_attrs.get(SAMPLERS_ATTR)
+    if isinstance(used, list) and config.sampler not in used:
+        study.set_user_attr(SAMPLERS_ATTR, [*used, config.sampler])
     return study, False
 
 

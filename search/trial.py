@@ -49,6 +49,7 @@ class Key:
     LOAD = "load_per_core"  # the machine's 1-minute load average per core when timing started
     ZERO_COST = "zero_cost"  # zero-cost scores of the untrained candidate: name -> value
     SCORE = "score"  # a training-free trial's accuracy objective: (score name, value)
+    MEASURED_ONLY = "measured_only"  # a census trial (accuracy 'none'): counted and timed, never trained or scored
 
 
 # A finished trial takes no new attributes in Optuna: confirmations (retrainings with other seeds, done
@@ -59,13 +60,14 @@ CONFIRM_PREFIX = "confirm:"
 # What a trial came to, worked out in one place (`TrialRecord.status`).
 TRAINED = "trained"  # within budget and trained to the end
 SCORED = "scored"  # within budget, scored without training (a training-free search)
+MEASURED = "measured"  # a census: costs and latency only, no accuracy of any kind
 OVER_BUDGET = "over budget"  # measured over the latency budget, never trained
 PRUNED = "pruned"  # stopped early by the pruner
 INVALID = "invalid"  # the sampled point is not a valid network
 FAILED = "failed"  # an error, an interrupt, or a worker that died
 RUNNING = "running"
 WAITING = "waiting"
-STATUSES = (TRAINED, SCORED, OVER_BUDGET, PRUNED, INVALID, FAILED, RUNNING, WAITING)
+STATUSES = (TRAINED, SCORED, MEASURED, OVER_BUDGET, PRUNED, INVALID, FAILED, RUNNING, WAITING)
 
 _INVALID_PREFIX = "invalid spec: "
 
@@ -153,7 +155,7 @@ class TrialRecord:
         curve = tuple(v for v in (finite_number(v) for v in a.get(Key.CURVE) or []) if v is not None)
         reason = a.get(Key.REASON) if isinstance(a.get(Key.REASON), str) else None
         score = a.get(Key.SCORE) if isinstance(a.get(Key.SCORE), list) and len(a[Key.SCORE]) == 2 else None
-        status = _status(trial.state, feasible, reason, score is not None)
+        status = _status(trial.state, feasible, reason, score is not None, a.get(Key.MEASURED_ONLY) is True)
         if status == OVER_BUDGET and reason is None:
             reason = over_budget_reason(latency, over)
         ci = a.get(Key.LATENCY_CI)
@@ -296,6 +298,10 @@ class TrialWriter:
         """A training-free trial's objective: the zero-cost score `name` in place of an accuracy."""
         self.trial.set_user_attr(Key.SCORE, [name, value])
 
+    def measured_only(self) -> None:
+        """A census trial: its costs and latency are all it has (no training, no zero-cost score)."""
+        self.trial.set_user_attr(Key.MEASURED_ONLY, True)
+
     def epoch(self, curve: list[float]) -> None:
         self.trial.set_user_attr(Key.CURVE, list(curve))
 
@@ -332,9 +338,10 @@ def over_budget_reason(latency_ms: float | None, over_ms: float | None) -> str:
             "budget; not trained")
 
 
-def _status(state: TrialState, feasible: bool | None, reason: str | None, scored: bool = False) -> str:
+def _status(state: TrialState, feasible: bool | None, reason: str | None, scored: bool = False,
+            measured_only: bool = False) -> str:
     if state == TrialState.COMPLETE:
-        return OVER_BUDGET if feasible is False else SCORED if scored else TRAINED
+        return OVER_BUDGET if feasible is False else SCORED if scored else MEASURED if measured_only else TRAINED
     if state == TrialState.PRUNED:
         if reason is not None and reason.startswith(_INVALID_PREFIX):
             return INVALID

@@ -54,6 +54,14 @@ def positive(name: str):
     return check
 
 
+def runtime_option():
+    from fasternet_space.runtimes import RUNTIMES
+
+    return click.option("--runtime", type=click.Choice(RUNTIMES), default="torch", show_default=True,
+                        help="What runs the model while timing: torch (the inference form), or the ONNX export in "
+                             "onnxruntime (extra [onnx]) or openvino (extra [openvino]).")
+
+
 def measure_options(func):
     """The measurement protocol flags shared by build, bench and search."""
     options = [
@@ -64,6 +72,7 @@ def measure_options(func):
                      help="Throughput batch [default: 1 on CPU, 32 on GPU]."),
         click.option("--input-size", type=int, callback=positive("--input-size"),
                      help="Measure at this resolution instead of the spec's."),
+        runtime_option(),
     ]
     for option in reversed(options):
         func = option(func)
@@ -80,9 +89,7 @@ def measure_options(func):
 @click.option("--measure", is_flag=True, help="Time the inference form on --device: latency, throughput, FLOPS.")
 @measure_options
 @click.option("--export", "export_path", type=click.Path(dir_okay=False), help="Write the inference form to an .onnx file.")
-@click.option("--runtime", type=click.Choice(["pytorch", "onnxruntime"]), default="pytorch", show_default=True,
-              help="What --measure times; onnxruntime needs --export and the [onnx] extra.")
-def build(spec_path, fmt, weights, out, measure, device, threads, batch_size, input_size, export_path, runtime) -> None:
+def build(spec_path, fmt, weights, out, measure, device, threads, batch_size, input_size, runtime, export_path) -> None:
     """Build one network from a spec and print its exact cost per stage (and, with --measure, its speed)."""
     from fasternet_space import build_model, count, for_inference, load_spec
     from fasternet_space.checkpoint import check_model_path, load_checkpoint, save_model
@@ -101,9 +108,11 @@ def build(spec_path, fmt, weights, out, measure, device, threads, batch_size, in
             check_onnx_path(export_path)
         except ExportError as exc:
             fail(exc.message("--export"))
-    if runtime == "onnxruntime" and not export_path:
-        fail("--runtime onnxruntime: needs --export FILE.onnx to have a file to run")
     target = resolve_device(device) if measure else None
+    if measure:
+        from fasternet_space.runtimes import check_available
+
+        check_available(runtime, device)
     try:
         measured_spec = spec.replace(input_size=input_size) if input_size else spec
     except SpecError as exc:
@@ -124,12 +133,12 @@ def build(spec_path, fmt, weights, out, measure, device, threads, batch_size, in
         flops = count(measured_spec).flops
         kwargs = dict(device=device, threads=threads, throughput_batch=batch_size,
                       input_size=measured_spec.input_size, in_chans=spec.in_chans)
-        if runtime == "onnxruntime":
-            from fasternet_space.export import measure_onnx
-
-            result = measure_onnx(export_path, flops, **kwargs)
-        else:
+        if runtime == "torch":
             result = measure_model(fast, flops, **kwargs)
+        else:  # the engines run the same graph as --export writes, from a temporary file
+            from fasternet_space.runtimes import measure_in
+
+            result = measure_in(fast, flops, runtime, **kwargs)
         summary.update(measured_input_size=measured_spec.input_size, measured_flops=flops,
                        latency_ms=result.latency_ms, latency_ci_ms=list(result.latency_ci_ms),
                        throughput=result.throughput, flops_per_s=result.flops_per_s,
@@ -193,18 +202,20 @@ def bench_ops(width, resolution, device, threads, batch_size, fmt) -> None:
 @click.argument("specs", nargs=-1)
 @measure_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def bench_models(specs, device, threads, batch_size, input_size, fmt) -> None:
+def bench_models(specs, device, threads, batch_size, input_size, runtime, fmt) -> None:
     """The named configs T0..L (or the given spec files) side by side: params, FLOPs, latency, FLOPS."""
     from fasternet_space import NAMED_SPECS, count, load_spec, named_label
-    from fasternet_space.measure import Protocol, measure_spec, resolve_device
+    from fasternet_space.measure import Protocol, resolve_device
     from fasternet_space.report import format_table, human
+    from fasternet_space.runtimes import check_available, measure_spec_in
 
     resolve_device(device)
+    check_available(runtime, device)
     chosen = [load_spec(p) for p in specs] or list(NAMED_SPECS.values())
     results = []
     for spec in chosen:
-        m = measure_spec(spec, device=device, threads=threads, throughput_batch=batch_size,
-                         input_size=input_size or spec.input_size)
+        m = measure_spec_in(spec, runtime, device=device, threads=threads, throughput_batch=batch_size,
+                            input_size=input_size or spec.input_size)
         cost = count(spec.replace(input_size=input_size or spec.input_size))
         results.append({"name": spec.name, "named": named_label(spec), "params": cost.params, "flops": cost.flops,
                         "latency_ms": m.latency_ms, "throughput": m.throughput, "flops_per_s": m.flops_per_s,
@@ -241,7 +252,7 @@ def bench_models(specs, device, threads, batch_size, input_size, fmt) -> None:
 @click.option("--storage", default=None, envvar="FASTERNET_STORAGE", help="Optuna storage URL, or from the "
               "environment variable FASTERNET_STORAGE (keeps a password out of shell history; the flag wins) "
               "[default: sqlite:///fasternet_studies.db].")
-@click.option("--study-name", help="[default: SPACE-DEVICE-BUDGET-DATA]")
+@click.option("--study-name", help="[default: SPACE-DEVICE[-RUNTIME]-BUDGET-DATA]")
 @click.option("--named/--no-named", default=True, show_default=True, help="Enqueue T0..L first where they fit the space.")
 @click.option("--proxy", "accuracy", default="train", show_default=True,
               help="train: the short proxy training; zero-cost:NAME: a training-free search on a zero-cost score "
@@ -258,6 +269,7 @@ def bench_models(specs, device, threads, batch_size, input_size, fmt) -> None:
                    "decided on their means.")
 @click.option("--threads", type=int, callback=positive("--threads"),
               help="CPU threads while timing [default: 1, the paper's protocol].")
+@runtime_option()
 @click.option("--workers", type=int, default=1, show_default=True, callback=positive("--workers"),
               help="Worker processes on this machine.")
 @click.option("--heartbeat", type=int, default=10, show_default=True, callback=positive("--heartbeat"),
@@ -268,14 +280,16 @@ def bench_models(specs, device, threads, batch_size, input_size, fmt) -> None:
 @click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
 def search(device, budget, n_trials, timeout, seed, space_path, data, proxy_epochs, proxy_resolution, proxy_batch_size,
            proxy_lr, max_train_samples, sampler, pruner, storage, study_name, named, accuracy, zero_cost_scores,
-           screen, keep, confirm, threads, workers, heartbeat, out_spec, export_dir, quiet) -> None:
+           screen, keep, confirm, threads, runtime, workers, heartbeat, out_spec, export_dir, quiet) -> None:
     """Search the space under a latency budget: measured latency, short-proxy accuracy, Optuna samplers."""
     from fasternet_space.measure import resolve_device
     from fasternet_space.proxy import ProxyConfig
+    from fasternet_space.runtimes import check_available
     from search import SearchConfig, parse_budget, run_search
     from search.objective import default_lock_dir
 
     resolve_device(device)
+    check_available(runtime, device)
     best_path = Path(out_spec) if out_spec else None
     for folder in (best_path.parent if best_path else None, Path(export_dir) if export_dir else None):
         if folder is not None:
@@ -285,7 +299,7 @@ def search(device, budget, n_trials, timeout, seed, space_path, data, proxy_epoc
         proxy=ProxyConfig(epochs=proxy_epochs, resolution=proxy_resolution, batch_size=proxy_batch_size, lr=proxy_lr),
         max_train_samples=max_train_samples, n_trials=n_trials, timeout_s=timeout, seed=seed, sampler=sampler,
         pruner=pruner, named=named, accuracy=accuracy, zero_cost_scores=zero_cost_scores, screen=screen, keep=keep,
-        confirm=confirm, storage=storage or DEFAULT_STORAGE, study_name=study_name,
+        confirm=confirm, runtime=runtime, storage=storage or DEFAULT_STORAGE, study_name=study_name,
         heartbeat_s=heartbeat, workers=workers, lock_dir=default_lock_dir(),
     ).validate()
     progress = SearchProgress(config.n_trials, config.budget_ms, quiet)

@@ -22,8 +22,8 @@ import torch
 
 from fasternet_space import count, zero_cost
 from fasternet_space.data import Dataset
-from fasternet_space.measure import measure_spec
 from fasternet_space.proxy import ProxyDiverged, train_proxy
+from fasternet_space.runtimes import measure_spec_in
 from fasternet_space.spec import SpecError
 
 from .config import SearchConfig
@@ -120,7 +120,8 @@ class Objective:
 
         with device_lock(config.lock_dir, config.device, exclusive=True):
             writer.machine_load(os.getloadavg()[0] / (os.cpu_count() or 1))
-            measurement = measure_spec(spec, device=config.device, threads=config.threads, policy=config.timing)
+            measurement = measure_spec_in(spec, config.runtime, device=config.device, threads=config.threads,
+                                          policy=config.timing)
         if not writer.measurement(measurement, config.budget_ms):
             return 0.0, measurement.latency_ms
 

@@ -32,9 +32,9 @@ def check_onnx_path(path: str | Path) -> Path:
 
 
 # The legacy (TorchScript-based) exporter announces its own deprecation and that of torch.jit.trace under it.
-# It is kept on purpose: torch's dynamo exporter (torch 2.13, onnxscript 0.7) gave a T0 graph about 20% slower
-# in ONNX Runtime and as fast in OpenVINO, took about 10x as long to export, and itself raised a
-# DeprecationWarning (benchmarks/onnx_exporter.py). Only these two announcements are silenced, by message.
+# It is kept on purpose: torch's dynamo exporter (torch 2.13, onnxscript 0.7) gave graphs 10-28% slower in
+# ONNX Runtime (T0, T1) and as fast in OpenVINO, took 10-15x as long to export, and raised a FutureWarning of
+# its own (benchmarks/onnx_exporter.py). Only these two announcements are silenced, by message.
 _LEGACY_EXPORT_NOTICES = (r"You are using the legacy TorchScript-based ONNX export",
                           r"The feature will be removed\. Please remove usage of this function")
 

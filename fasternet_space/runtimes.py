@@ -167,36 +167,76 @@ def measure_module_latency(module: nn.Module, input_shape: tuple[int, ...], runt
         return time_callable(run_batch(1), timing_device, policy)
 
 
-def measure_in(model: nn.Module, flops: int, runtime: str = "torch", *, device: str = "cpu", input_size: int = 224,
-               in_chans: int = 3, threads: int | None = None, throughput_batch: int | None = None,
-               policy: TimingPolicy = TimingPolicy(), folded: bool = True) -> Measurement:
-    """`measure.measure_model` in `runtime`: latency at batch 1, throughput at the protocol's batch."""
+class ModelSession:
+    """A model made ready once in a runtime (exported and loaded for the engines), measured as often as
+    asked: `measure(policy)` gives latency at batch 1 and throughput at the protocol's batch."""
+
+    def __init__(self, run_batch: Callable[[int], Callable[[], Any]], protocol_for: Callable[[TimingPolicy], Protocol],
+                 timing_device: torch.device, flops: int):
+        self.run_batch = run_batch
+        self.protocol_for = protocol_for
+        self.timing_device = timing_device
+        self.flops = flops
+
+    def measure(self, policy: TimingPolicy = TimingPolicy()) -> Measurement:
+        protocol = self.protocol_for(policy)
+        latency, throughput = time_latency_and_throughput(self.run_batch, self.timing_device, policy,
+                                                          protocol.throughput_batch)
+        return Measurement.from_timing(latency, throughput, self.flops, protocol)
+
+
+@contextlib.contextmanager
+def model_session(model: nn.Module, flops: int, runtime: str = "torch", *, device: str = "cpu",
+                  input_size: int = 224, in_chans: int = 3, threads: int | None = None,
+                  throughput_batch: int | None = None, folded: bool = True) -> Iterator[ModelSession]:
+    """An inference-ready model in `runtime`, for one or more measurements (the engines' export is made once)."""
     dev = resolve_device(device)
     found = check_available(runtime, device)
-    protocol = Protocol.for_device(dev, threads=threads, throughput_batch=throughput_batch, input_size=input_size,
+
+    def protocol_for(policy: TimingPolicy) -> Protocol:
+        return Protocol.for_device(dev, threads=threads, throughput_batch=throughput_batch, input_size=input_size,
                                    in_chans=in_chans, runtime=runtime_label(runtime, model), policy=policy,
                                    folded=folded, runtime_version=found)
-    with prepared(model, (in_chans, input_size, input_size), runtime, device, protocol.threads) as run_batch:
-        timing_device = dev if runtime == "torch" else torch.device("cpu")
-        latency, throughput = time_latency_and_throughput(run_batch, timing_device, policy,
-                                                          protocol.throughput_batch)
-    return Measurement.from_timing(latency, throughput, flops, protocol)
+
+    threads_used = protocol_for(TimingPolicy()).threads
+    with prepared(model, (in_chans, input_size, input_size), runtime, device, threads_used) as run_batch:
+        yield ModelSession(run_batch, protocol_for, dev if runtime == "torch" else torch.device("cpu"), flops)
 
 
-def measure_spec_in(spec, runtime: str = "torch", *, device: str = "cpu", threads: int | None = None,
-                    input_size: int | None = None, **kwargs: Any) -> Measurement:
-    """Builds the spec's inference form and measures it in `runtime` (torch: as `measure.measure_spec`)."""
+def measure_in(model: nn.Module, flops: int, runtime: str = "torch", *, policy: TimingPolicy = TimingPolicy(),
+               **kwargs: Any) -> Measurement:
+    """`measure.measure_model` in `runtime`: latency at batch 1, throughput at the protocol's batch."""
+    with model_session(model, flops, runtime, **kwargs) as session:
+        return session.measure(policy)
+
+
+@contextlib.contextmanager
+def spec_session(spec, runtime: str = "torch", *, device: str = "cpu", threads: int | None = None,
+                 input_size: int | None = None, **kwargs: Any) -> Iterator[ModelSession]:
+    """The spec's inference form, built once, ready to measure in `runtime` (see `model_session`).
+    torch: the forward mode measured fastest for this device and thread count, as `measure.measure_spec`;
+    the engines: the portable forward, which is what the ONNX export captures."""
     from .cost import count
     from .inference import for_inference
-    from .measure import measure_spec
     from .model import build_model
 
     check_available(runtime, device)
-    if runtime == "torch":
-        return measure_spec(spec, device=device, threads=threads, input_size=input_size or spec.input_size,
-                            **kwargs)
+    dev = resolve_device(device)
     input_size = input_size or spec.input_size
-    fast = for_inference(build_model(spec).eval(), device="cpu", mode="portable")  # what the export captures
+    model = build_model(spec).eval()
+    if runtime == "torch":
+        with cpu_threads(default_threads(dev) if threads is None else threads):
+            fast = for_inference(model, device=dev)
+    else:
+        fast = for_inference(model, device="cpu", mode="portable")
     flops = count(spec.replace(input_size=input_size)).flops
-    return measure_in(fast, flops, runtime, device=device, threads=threads, input_size=input_size,
-                      in_chans=spec.in_chans, **kwargs)
+    with model_session(fast, flops, runtime, device=device, threads=threads, input_size=input_size,
+                       in_chans=spec.in_chans, **kwargs) as session:
+        yield session
+
+
+def measure_spec_in(spec, runtime: str = "torch", *, policy: TimingPolicy = TimingPolicy(),
+                    **kwargs: Any) -> Measurement:
+    """Builds the spec's inference form and measures it in `runtime` (torch: as `measure.measure_spec`)."""
+    with spec_session(spec, runtime, **kwargs) as session:
+        return session.measure(policy)

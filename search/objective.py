@@ -23,10 +23,10 @@ import torch
 from fasternet_space import count, zero_cost
 from fasternet_space.data import Dataset
 from fasternet_space.proxy import ProxyDiverged, train_proxy
-from fasternet_space.runtimes import measure_spec_in
 from fasternet_space.spec import SpecError
 
 from .config import SearchConfig
+from .latency import measure_candidate
 from .pruning import CurvePruner
 from .space import SearchSpace
 from .storage import claim_trial
@@ -120,9 +120,8 @@ class Objective:
 
         with device_lock(config.lock_dir, config.device, exclusive=True):
             writer.machine_load(os.getloadavg()[0] / (os.cpu_count() or 1))
-            measurement = measure_spec_in(spec, config.runtime, device=config.device, threads=config.threads,
-                                          policy=config.timing)
-        if not writer.measurement(measurement, config.budget_ms):
+            measurement, borderline = measure_candidate(spec, config)
+        if not writer.measurement(measurement, config.budget_ms, borderline):
             return 0.0, measurement.latency_ms
 
         if config.zero_cost_scores or config.accuracy != "train":

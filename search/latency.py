@@ -1,0 +1,35 @@
+"""A candidate's latency for the search: measured in the study's runtime, re-measured longer when its
+interval straddles the budget (a "borderline" candidate, so marked in its record) before it is called over
+or under."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from fasternet_space.measure import Measurement, TimingPolicy
+from fasternet_space.runtimes import spec_session
+from fasternet_space.spec import ArchSpec
+
+from .config import SearchConfig
+
+
+def straddles(measurement: Measurement, budget_ms: float) -> bool:
+    """The 95% interval of the median holds the budget: the median alone cannot say over or under."""
+    low, high = measurement.latency_ci_ms
+    return low <= budget_ms <= high
+
+
+def longer(policy: TimingPolicy) -> TimingPolicy:
+    """The re-measurement of a borderline candidate: three times the repeats and time cap, half the interval."""
+    return replace(policy, min_repeats=max(3 * policy.min_repeats, 30), max_repeats=3 * policy.max_repeats,
+                   max_time_s=3 * policy.max_time_s, rel_ci=policy.rel_ci / 2)
+
+
+def measure_candidate(spec: ArchSpec, config: SearchConfig) -> tuple[Measurement, bool]:
+    """The candidate's measurement and whether it was borderline (then the measurement is the longer one,
+    on the same built and exported model)."""
+    with spec_session(spec, config.runtime, device=config.device, threads=config.threads) as session:
+        first = session.measure(config.timing)
+        if not straddles(first, config.budget_ms):
+            return first, False
+        return session.measure(longer(config.timing)), True

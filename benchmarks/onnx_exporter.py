@@ -64,8 +64,8 @@ def main() -> None:
             calls = {}
             for kind, path in paths.items():
                 session, request = ort_session(path, 1), openvino_request(path, 1)
-                calls[f"onnxruntime {kind}"] = lambda s=session: s.run(None, {"input": x})
-                calls[f"openvino {kind}"] = lambda r=request: r.infer({0: x})
+                calls[f"onnxruntime {kind}"] = lambda s=session, x=x: s.run(None, {"input": x})
+                calls[f"openvino {kind}"] = lambda r=request, x=x: r.infer({0: x})
             times = {k: [] for k in calls}
             for _ in range(3):
                 for call in calls.values():

@@ -270,6 +270,13 @@ def bench_models(specs, device, threads, batch_size, input_size, runtime, fmt) -
 @click.option("--threads", type=int, callback=positive("--threads"),
               help="CPU threads while timing [default: 1, the paper's protocol].")
 @runtime_option()
+@click.option("--latency", "latency_mode", type=click.Choice(["measured", "predicted", "auto"]), default="measured",
+              show_default=True, help="measured: time every candidate; predicted: from --latency-table, nothing "
+              "timed; auto: a candidate predicted over the budget by more than the table's error is recorded "
+              "infeasible without being built, the others are timed.")
+@click.option("--latency-table", type=click.Path(dir_okay=False), help="A table from `profile` (for predicted, auto).")
+@click.option("--allow-other-device", is_flag=True,
+              help="Use a latency table profiled on another device or runtime than --device/--runtime.")
 @click.option("--workers", type=int, default=1, show_default=True, callback=positive("--workers"),
               help="Worker processes on this machine.")
 @click.option("--heartbeat", type=int, default=10, show_default=True, callback=positive("--heartbeat"),
@@ -280,12 +287,14 @@ def bench_models(specs, device, threads, batch_size, input_size, runtime, fmt) -
 @click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
 def search(device, budget, n_trials, timeout, seed, space_path, data, proxy_epochs, proxy_resolution, proxy_batch_size,
            proxy_lr, max_train_samples, sampler, pruner, storage, study_name, named, accuracy, zero_cost_scores,
-           screen, keep, confirm, threads, runtime, workers, heartbeat, out_spec, export_dir, quiet) -> None:
+           screen, keep, confirm, threads, runtime, latency_mode, latency_table, allow_other_device, workers, heartbeat,
+           out_spec, export_dir, quiet) -> None:
     """Search the space under a latency budget: measured latency, short-proxy accuracy, Optuna samplers."""
     from fasternet_space.measure import resolve_device
     from fasternet_space.proxy import ProxyConfig
     from fasternet_space.runtimes import check_available
     from search import SearchConfig, parse_budget, run_search
+    from search.latency import load_table
     from search.objective import default_lock_dir
 
     resolve_device(device)
@@ -299,9 +308,11 @@ def search(device, budget, n_trials, timeout, seed, space_path, data, proxy_epoc
         proxy=ProxyConfig(epochs=proxy_epochs, resolution=proxy_resolution, batch_size=proxy_batch_size, lr=proxy_lr),
         max_train_samples=max_train_samples, n_trials=n_trials, timeout_s=timeout, seed=seed, sampler=sampler,
         pruner=pruner, named=named, accuracy=accuracy, zero_cost_scores=zero_cost_scores, screen=screen, keep=keep,
-        confirm=confirm, runtime=runtime, storage=storage or DEFAULT_STORAGE, study_name=study_name,
+        confirm=confirm, runtime=runtime, latency=latency_mode, latency_table=latency_table,
+        allow_other_device=allow_other_device, storage=storage or DEFAULT_STORAGE, study_name=study_name,
         heartbeat_s=heartbeat, workers=workers, lock_dir=default_lock_dir(),
     ).validate()
+    load_table(config)  # a table that cannot serve this search is refused now, not at the first trial
     progress = SearchProgress(config.n_trials, config.budget_ms, quiet)
     stop = threading.Event()
 
@@ -579,6 +590,95 @@ def _fidelity_text(report) -> str:
                  f"{report.trained} this run, {report.reused} read from the study")
     lines += [f"note: {n}" for n in report.notes]
     return "\n".join(lines)
+
+
+@cli.command("profile")
+@click.option("--device", default="cpu", show_default=True, help="Where the parts are timed: cpu, cuda, cuda:N, mps.")
+@runtime_option()
+@click.option("--threads", type=int, callback=positive("--threads"), help="[default: 1 on CPU, the paper's protocol]")
+@click.option("--space", "space_path", default=spaces.DEFAULT, show_default=True,
+              help="A space YAML file, or the name of a shipped space: the table covers its points.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The table, a .json file.")
+@click.option("--fit-specs", type=int, default=16, show_default=True, callback=positive("--fit-specs"),
+              help="Whole networks sampled from the space and measured, to fit the correction on.")
+@click.option("--held-out-specs", type=int, default=16, show_default=True, callback=positive("--held-out-specs"),
+              help="Other whole networks measured for the table's own error (what `search --latency auto` trusts).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Which networks are sampled.")
+@click.option("--part-time", type=click.FloatRange(min=0, min_open=True), default=0.15, show_default=True,
+              help="Seconds of timing per part at most (after warm-up).")
+@click.option("--network-time", type=click.FloatRange(min=0, min_open=True), default=1.5, show_default=True,
+              help="Seconds of timing per whole network at most.")
+def profile_command(device, runtime, threads, space_path, out, fit_specs, held_out_specs, seed, part_time,
+                    network_time) -> None:
+    """Latency table for this device and runtime: every part the space can produce, timed alone, and a
+    correction fitted on whole networks (`predict`, `search --latency predicted|auto` read it)."""
+    from dataclasses import replace
+
+    from fasternet_space.latency_table import MODEL_TIMING, PART_TIMING, profile
+    from search import SearchSpace
+
+    if not out.endswith(".json"):
+        fail(f"--out {out}: allowed: a path ending in .json")
+    space = SearchSpace.from_yaml(resolve_space(space_path))
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        if done == total or done % (50 if stage == "parts" else 8) == 0:
+            click.echo(f"[{stage}] {done}/{total}", err=True)
+
+    table = profile(space, runtime, device=device, threads=threads, fit_specs=fit_specs,
+                    held_out_specs=held_out_specs, seed=seed, on_progress=on_progress,
+                    part_timing=replace(PART_TIMING, max_time_s=part_time),
+                    model_timing=replace(MODEL_TIMING, max_time_s=network_time))
+    path = table.save(out)
+    click.echo(f"{table.profile['parts_timed']} parts and {len(table.profile['fit_networks'])} + "
+               f"{len(table.profile['held_out_networks'])} networks timed in {table.profile['seconds'] / 60:.1f} min")
+    click.echo(f"table: {table.describe()}")
+    click.echo(f"wrote {path}")
+
+
+@cli.command()
+@click.option("--table", "--latency-table", "table_path", required=True, type=click.Path(dir_okay=False),
+              help="A table written by `profile`.")
+@click.argument("specs", nargs=-1, required=True)
+@click.option("--device", default="cpu", show_default=True, help="The device the predictions are for.")
+@click.option("--runtime", type=click.Choice(["torch", "onnxruntime", "openvino"]),
+              help="The runtime the predictions are for [default: the table's].")
+@click.option("--allow-other-device", is_flag=True,
+              help="Use a table profiled on another device or runtime (its numbers are that device's).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def predict(table_path, specs, device, runtime, allow_other_device, fmt) -> None:
+    """Predicted latency of spec files (or named configs) from a latency table, without building them."""
+    import time
+
+    from fasternet_space import load_spec
+    from fasternet_space.latency_table import LatencyTable, TableError
+    from fasternet_space.report import format_table
+
+    table = LatencyTable.load(table_path)
+    try:
+        table.check_target(device, runtime or table.protocol.get("runtime_name"), allow_other_device)
+    except TableError as exc:
+        fail(exc.message("--table") + " (--allow-other-device)")
+    space = table.space_object()
+    rows = []
+    for text in specs:
+        spec = load_spec(text)
+        start = time.perf_counter()
+        try:
+            prediction = table.predict(spec, space)
+        except TableError as exc:
+            fail(f"{text}: {exc.message('spec')}")
+        rows.append({"spec": text, "name": spec.name, "latency_ms": prediction.latency_ms,
+                     "parts_ms": prediction.parts_ms, "parts": prediction.parts, "source": "predicted",
+                     "predict_us": (time.perf_counter() - start) * 1e6})
+    if fmt == "json":
+        click.echo(json.dumps({"table": str(table_path), "protocol": table.protocol, "error": table.error,
+                               "predictions": rows}, indent=2))
+        return
+    click.echo(format_table(["spec", "predicted ms", "sum of parts ms", "parts", "took us"], [
+        [r["spec"], f"{r['latency_ms']:.2f}", f"{r['parts_ms']:.2f}", r["parts"], f"{r['predict_us']:.0f}"]
+        for r in rows]))
+    click.echo(f"\ntable: {table.describe()}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -118,10 +118,11 @@ def openvino_request(path: str | Path, threads: int):
 
 @contextlib.contextmanager
 def prepared(module: nn.Module, input_shape: tuple[int, ...], runtime: str, device: str = "cpu",
-             threads: int | None = None, dtype: torch.dtype = torch.float32, seed: int = 0
-             ) -> Iterator[Callable[[int], Callable[[], Any]]]:
+             threads: int | None = None, dtype: torch.dtype = torch.float32, seed: int = 0,
+             channels_last: bool = False) -> Iterator[Callable[[int], Callable[[], Any]]]:
     """Yields run_batch(b): the call to time on a random input of shape (b, *input_shape) in `runtime`.
-    For the engines, the module is exported once to a temporary ONNX file, removed on leaving."""
+    For the engines, the module is exported once to a temporary ONNX file, removed on leaving.
+    `channels_last`: torch's input in that memory format (what a part sees inside a oneDNN forward)."""
     check_available(runtime, device)
     dev = resolve_device(device)
     threads = default_threads(dev) if threads is None else threads
@@ -131,6 +132,8 @@ def prepared(module: nn.Module, input_shape: tuple[int, ...], runtime: str, devi
 
         def run_torch(batch: int) -> Callable[[], Any]:
             x = torch.randn(batch, *input_shape, generator=generator).to(dev, dtype)
+            if channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
             return lambda: module(x)
 
         with cpu_threads(threads), cudnn_benchmark(True), torch.inference_mode():
@@ -160,9 +163,9 @@ def prepared(module: nn.Module, input_shape: tuple[int, ...], runtime: str, devi
 
 def measure_module_latency(module: nn.Module, input_shape: tuple[int, ...], runtime: str = "torch", *,
                            device: str = "cpu", threads: int | None = None,
-                           policy: TimingPolicy = TimingPolicy()) -> Timing:
+                           policy: TimingPolicy = TimingPolicy(), channels_last: bool = False) -> Timing:
     """Batch-1 latency of any module (a whole network or one part) taking one tensor (1, *input_shape)."""
-    with prepared(module, input_shape, runtime, device, threads) as run_batch:
+    with prepared(module, input_shape, runtime, device, threads, channels_last=channels_last) as run_batch:
         timing_device = resolve_device(device) if runtime == "torch" else torch.device("cpu")
         return time_callable(run_batch(1), timing_device, policy)
 

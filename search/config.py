@@ -50,6 +50,7 @@ class SearchConfig:
     runtime: str = "torch"  # what runs each candidate while timing: torch, onnxruntime or openvino
     latency: str = "measured"  # measured, predicted (from latency_table, nothing timed) or auto (screen, then time)
     latency_table: str | None = None  # a table from `cli.py profile` (needed by predicted and auto)
+    allow_other_device: bool = False  # use a table profiled on another device or runtime than this search's
     # --- short-proxy accuracy
     data: str = "fashion"  # fashion, digits, fashion-mnist:DIR, mnist:DIR, cifar10:DIR, imagefolder:DIR
     proxy: ProxyConfig = field(default_factory=ProxyConfig)  # epochs, resolution, batch, learning rate

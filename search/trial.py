@@ -298,6 +298,20 @@ class TrialWriter:
             self.trial.set_user_attr(Key.REASON, over_budget_reason(latency, latency - budget_ms))
         return feasible
 
+    def predicted(self, latency_ms: float, budget_ms: float, protocol: dict[str, Any], error_rel: float) -> bool:
+        """Stores a latency predicted by a latency table (never measured: the candidate was not built for it)
+        and the budget verdict; True when within budget."""
+        over = latency_ms - budget_ms
+        for key, value in ((Key.LATENCY, latency_ms), (Key.LATENCY_SOURCE, "predicted"), (Key.PROTOCOL, protocol),
+                           (Key.FEASIBLE, over <= 0)):
+            self.trial.set_user_attr(key, value)
+        self.trial.set_constraint(CONSTRAINT, over)
+        if over > 0:
+            self.trial.set_user_attr(Key.REASON, f"over budget: predicted {latency_ms:.2f} ms by the latency table "
+                                     f"(held-out error up to {100 * error_rel:.0f}%), {over:.2f} ms above the "
+                                     f"{budget_ms:g} ms budget; not built")
+        return over <= 0
+
     def zero_cost(self, scores: dict[str, float]) -> None:
         """The candidate's zero-cost scores (-inf, a degenerate naswot, is stored as -1e308)."""
         self.trial.set_user_attr(Key.ZERO_COST, {k: max(v, -1e308) if v == v else -1e308 for k, v in scores.items()})

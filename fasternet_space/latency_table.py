@@ -358,21 +358,48 @@ def torch_mode(device: str, threads: int) -> str:
 
 
 def fit_correction(sums: list[float], counts: list[int], measured: list[float], overhead_ms: float) -> list[float]:
-    """measured = a * (sum - parts * overhead) + c, least squares on the relative error (c = 0 with fewer than
-    MIN_FIT_FOR_OFFSET networks, or when the fit would predict a non-positive latency); the coefficients as
-    [a, -a * overhead, c] of `a * sum + b * parts + c`. The overhead is the runtime's cost of one call of an
-    empty part: every part timed alone pays it, the whole network once."""
+    """measured = a * (sum - parts * overhead) + c; the coefficients as [a, -a * overhead, c] of
+    `a * sum + b * parts + c`. The overhead is the runtime's cost of one call of an empty part: every part
+    timed alone pays it, the whole network once. Two forms compete by leave-one-out relative error over the
+    networks: a scale alone (the median ratio, robust to a network timed in a noisy moment) and a scale with
+    an offset (least squares on the relative error; it needs MIN_FIT_FOR_OFFSET networks and must keep every
+    prediction positive)."""
     import numpy as np
 
     net = np.array([s - n * overhead_ms for s, n in zip(sums, counts, strict=True)])
     m = np.array(measured)
-    a, c = float(np.median(m / net)), 0.0  # a scale alone: what few or noisy networks can support
-    if len(m) >= MIN_FIT_FOR_OFFSET:
-        x = np.stack([net, np.ones_like(net)], axis=1) / m[:, None]  # weighted by 1 / measured
-        (fit_a, fit_c), *_ = np.linalg.lstsq(x, np.ones_like(m), rcond=None)
-        if fit_a > 0 and fit_a * net.min() + fit_c > 0:  # a fit that keeps every prediction positive
-            a, c = float(fit_a), float(fit_c)
+    forms = [_scale_only] + ([_scale_and_offset] if len(m) >= MIN_FIT_FOR_OFFSET else [])
+    best = min(forms, key=lambda form: _leave_one_out(form, net, m))
+    a, c = best(net, m)
     return [a, float(-a * overhead_ms), c]
+
+
+def _scale_only(net, m) -> tuple[float, float]:
+    import numpy as np
+
+    return float(np.median(m / net)), 0.0
+
+
+def _scale_and_offset(net, m) -> tuple[float, float]:
+    import numpy as np
+
+    x = np.stack([net, np.ones_like(net)], axis=1) / m[:, None]  # weighted by 1 / measured
+    (a, c), *_ = np.linalg.lstsq(x, np.ones_like(m), rcond=None)
+    if a <= 0 or a * net.min() + c <= 0:
+        return _scale_only(net, m)
+    return float(a), float(c)
+
+
+def _leave_one_out(form, net, m) -> float:
+    """Median relative error of `form` predicting each network from the others."""
+    import numpy as np
+
+    errors = []
+    for i in range(len(m)):
+        keep = np.arange(len(m)) != i
+        a, c = form(net[keep], m[keep])
+        errors.append(abs(a * net[i] + c - m[i]) / m[i])
+    return float(np.median(errors))
 
 
 class _Empty(nn.Module):

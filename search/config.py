@@ -112,8 +112,8 @@ class SearchConfig:
         if self.latency not in LATENCY_MODES:
             raise SearchError("latency", repr(self.latency), f"not known; allowed: {', '.join(LATENCY_MODES)}")
         if self.latency != "measured" and not self.latency_table:
-            raise SearchError("latency", self.latency, "needs a latency table; allowed: with --latency-table "
-                              "TABLE.json (from `cli.py profile`), or measured")
+            raise SearchError("latency", self.latency, "needs a latency table; allowed: with a table written by "
+                              "`cli.py profile`, or measured")
         if self.latency_table and not Path(self.latency_table).is_file():
             raise SearchError("latency_table", self.latency_table, "file not found; allowed: a table JSON file "
                               "written by `cli.py profile`")

@@ -168,3 +168,13 @@ def test_a_table_for_another_space_or_device_is_refused(tmp_path):
                                    runtime="onnxruntime", allow_other_device=True)) is not None
     with pytest.raises(SearchError, match="needs a latency table"):
         SearchConfig(space=str(space_path), latency="auto").validate()
+
+
+def test_cli_search_latency_flags_bad_input(tmp_path):
+    from tests.cli_helpers import assert_one_line_error, run_cli
+
+    space_path, table_path = _table_file(tmp_path, 1.0, device_name="Some Other CPU")
+    common = ["search", "--space", str(space_path), "--storage", f"sqlite:///{tmp_path / 's.db'}"]
+    assert_one_line_error(run_cli(*common, "--latency", "auto"), "--latency auto", "needs a latency table")
+    assert_one_line_error(run_cli(*common, "--latency", "auto", "--latency-table", str(table_path)),
+                          "--latency-table", "was profiled on Some Other CPU")

@@ -54,6 +54,14 @@ def positive(name: str):
     return check
 
 
+def runtime_option():
+    from fasternet_space.runtimes import RUNTIMES
+
+    return click.option("--runtime", type=click.Choice(RUNTIMES), default="torch", show_default=True,
+                        help="What runs the model while timing: torch (the inference form), or the ONNX export in "
+                             "onnxruntime (extra [onnx]) or openvino (extra [openvino]).")
+
+
 def measure_options(func):
     """The measurement protocol flags shared by build, bench and search."""
     options = [
@@ -64,6 +72,7 @@ def measure_options(func):
                      help="Throughput batch [default: 1 on CPU, 32 on GPU]."),
         click.option("--input-size", type=int, callback=positive("--input-size"),
                      help="Measure at this resolution instead of the spec's."),
+        runtime_option(),
     ]
     for option in reversed(options):
         func = option(func)
@@ -80,9 +89,7 @@ def measure_options(func):
 @click.option("--measure", is_flag=True, help="Time the inference form on --device: latency, throughput, FLOPS.")
 @measure_options
 @click.option("--export", "export_path", type=click.Path(dir_okay=False), help="Write the inference form to an .onnx file.")
-@click.option("--runtime", type=click.Choice(["pytorch", "onnxruntime"]), default="pytorch", show_default=True,
-              help="What --measure times; onnxruntime needs --export and the [onnx] extra.")
-def build(spec_path, fmt, weights, out, measure, device, threads, batch_size, input_size, export_path, runtime) -> None:
+def build(spec_path, fmt, weights, out, measure, device, threads, batch_size, input_size, runtime, export_path) -> None:
     """Build one network from a spec and print its exact cost per stage (and, with --measure, its speed)."""
     from fasternet_space import build_model, count, for_inference, load_spec
     from fasternet_space.checkpoint import check_model_path, load_checkpoint, save_model
@@ -101,9 +108,11 @@ def build(spec_path, fmt, weights, out, measure, device, threads, batch_size, in
             check_onnx_path(export_path)
         except ExportError as exc:
             fail(exc.message("--export"))
-    if runtime == "onnxruntime" and not export_path:
-        fail("--runtime onnxruntime: needs --export FILE.onnx to have a file to run")
     target = resolve_device(device) if measure else None
+    if measure:
+        from fasternet_space.runtimes import check_available
+
+        check_available(runtime, device)
     try:
         measured_spec = spec.replace(input_size=input_size) if input_size else spec
     except SpecError as exc:
@@ -124,12 +133,12 @@ def build(spec_path, fmt, weights, out, measure, device, threads, batch_size, in
         flops = count(measured_spec).flops
         kwargs = dict(device=device, threads=threads, throughput_batch=batch_size,
                       input_size=measured_spec.input_size, in_chans=spec.in_chans)
-        if runtime == "onnxruntime":
-            from fasternet_space.export import measure_onnx
-
-            result = measure_onnx(export_path, flops, **kwargs)
-        else:
+        if runtime == "torch":
             result = measure_model(fast, flops, **kwargs)
+        else:  # the engines run the same graph as --export writes, from a temporary file
+            from fasternet_space.runtimes import measure_in
+
+            result = measure_in(fast, flops, runtime, **kwargs)
         summary.update(measured_input_size=measured_spec.input_size, measured_flops=flops,
                        latency_ms=result.latency_ms, latency_ci_ms=list(result.latency_ci_ms),
                        throughput=result.throughput, flops_per_s=result.flops_per_s,
@@ -193,18 +202,20 @@ def bench_ops(width, resolution, device, threads, batch_size, fmt) -> None:
 @click.argument("specs", nargs=-1)
 @measure_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def bench_models(specs, device, threads, batch_size, input_size, fmt) -> None:
+def bench_models(specs, device, threads, batch_size, input_size, runtime, fmt) -> None:
     """The named configs T0..L (or the given spec files) side by side: params, FLOPs, latency, FLOPS."""
     from fasternet_space import NAMED_SPECS, count, load_spec, named_label
-    from fasternet_space.measure import Protocol, measure_spec, resolve_device
+    from fasternet_space.measure import Protocol, resolve_device
     from fasternet_space.report import format_table, human
+    from fasternet_space.runtimes import check_available, measure_spec_in
 
     resolve_device(device)
+    check_available(runtime, device)
     chosen = [load_spec(p) for p in specs] or list(NAMED_SPECS.values())
     results = []
     for spec in chosen:
-        m = measure_spec(spec, device=device, threads=threads, throughput_batch=batch_size,
-                         input_size=input_size or spec.input_size)
+        m = measure_spec_in(spec, runtime, device=device, threads=threads, throughput_batch=batch_size,
+                            input_size=input_size or spec.input_size)
         cost = count(spec.replace(input_size=input_size or spec.input_size))
         results.append({"name": spec.name, "named": named_label(spec), "params": cost.params, "flops": cost.flops,
                         "latency_ms": m.latency_ms, "throughput": m.throughput, "flops_per_s": m.flops_per_s,
@@ -241,7 +252,7 @@ def bench_models(specs, device, threads, batch_size, input_size, fmt) -> None:
 @click.option("--storage", default=None, envvar="FASTERNET_STORAGE", help="Optuna storage URL, or from the "
               "environment variable FASTERNET_STORAGE (keeps a password out of shell history; the flag wins) "
               "[default: sqlite:///fasternet_studies.db].")
-@click.option("--study-name", help="[default: SPACE-DEVICE-BUDGET-DATA]")
+@click.option("--study-name", help="[default: SPACE-DEVICE[-RUNTIME]-BUDGET-DATA]")
 @click.option("--named/--no-named", default=True, show_default=True, help="Enqueue T0..L first where they fit the space.")
 @click.option("--proxy", "accuracy", default="train", show_default=True,
               help="train: the short proxy training; zero-cost:NAME: a training-free search on a zero-cost score "
@@ -259,6 +270,14 @@ def bench_models(specs, device, threads, batch_size, input_size, fmt) -> None:
                    "decided on their means.")
 @click.option("--threads", type=int, callback=positive("--threads"),
               help="CPU threads while timing [default: 1, the paper's protocol].")
+@runtime_option()
+@click.option("--latency", "latency_mode", type=click.Choice(["measured", "predicted", "auto"]), default="measured",
+              show_default=True, help="measured: time every candidate; predicted: from --latency-table, nothing "
+              "timed; auto: a candidate predicted over the budget by more than the table's error is recorded "
+              "infeasible without being built, the others are timed.")
+@click.option("--latency-table", type=click.Path(dir_okay=False), help="A table from `profile` (for predicted, auto).")
+@click.option("--allow-other-device", is_flag=True,
+              help="Use a latency table profiled on another device or runtime than --device/--runtime.")
 @click.option("--workers", type=int, default=1, show_default=True, callback=positive("--workers"),
               help="Worker processes on this machine.")
 @click.option("--heartbeat", type=int, default=10, show_default=True, callback=positive("--heartbeat"),
@@ -269,14 +288,18 @@ def bench_models(specs, device, threads, batch_size, input_size, fmt) -> None:
 @click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
 def search(device, budget, n_trials, timeout, seed, space_path, data, proxy_epochs, proxy_resolution, proxy_batch_size,
            proxy_lr, max_train_samples, sampler, pruner, storage, study_name, named, accuracy, zero_cost_scores,
-           screen, keep, confirm, threads, workers, heartbeat, out_spec, export_dir, quiet) -> None:
+           screen, keep, confirm, threads, runtime, latency_mode, latency_table, allow_other_device, workers, heartbeat,
+           out_spec, export_dir, quiet) -> None:
     """Search the space under a latency budget: measured latency, short-proxy accuracy, Optuna samplers."""
     from fasternet_space.measure import resolve_device
     from fasternet_space.proxy import ProxyConfig
+    from fasternet_space.runtimes import check_available
     from search import SearchConfig, parse_budget, run_search
+    from search.latency import load_table
     from search.objective import default_lock_dir
 
     resolve_device(device)
+    check_available(runtime, device)
     best_path = Path(out_spec) if out_spec else None
     for folder in (best_path.parent if best_path else None, Path(export_dir) if export_dir else None):
         if folder is not None:
@@ -286,9 +309,11 @@ def search(device, budget, n_trials, timeout, seed, space_path, data, proxy_epoc
         proxy=ProxyConfig(epochs=proxy_epochs, resolution=proxy_resolution, batch_size=proxy_batch_size, lr=proxy_lr),
         max_train_samples=max_train_samples, n_trials=n_trials, timeout_s=timeout, seed=seed, sampler=sampler,
         pruner=pruner, named=named, accuracy=accuracy, zero_cost_scores=zero_cost_scores, screen=screen, keep=keep,
-        confirm=confirm, storage=storage or DEFAULT_STORAGE, study_name=study_name,
+        confirm=confirm, runtime=runtime, latency=latency_mode, latency_table=latency_table,
+        allow_other_device=allow_other_device, storage=storage or DEFAULT_STORAGE, study_name=study_name,
         heartbeat_s=heartbeat, workers=workers, lock_dir=default_lock_dir(),
     ).validate()
+    load_table(config)  # a table that cannot serve this search is refused now, not at the first trial
     progress = SearchProgress(config.n_trials, config.budget_ms, quiet)
     stop = threading.Event()
 
@@ -603,6 +628,95 @@ def _fidelity_text(report) -> str:
                  f"{report.trained} this run, {report.reused} read from the study")
     lines += [f"note: {n}" for n in report.notes]
     return "\n".join(lines)
+
+
+@cli.command("profile")
+@click.option("--device", default="cpu", show_default=True, help="Where the parts are timed: cpu, cuda, cuda:N, mps.")
+@runtime_option()
+@click.option("--threads", type=int, callback=positive("--threads"), help="[default: 1 on CPU, the paper's protocol]")
+@click.option("--space", "space_path", default=spaces.DEFAULT, show_default=True,
+              help="A space YAML file, or the name of a shipped space: the table covers its points.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The table, a .json file.")
+@click.option("--fit-specs", type=int, default=16, show_default=True, callback=positive("--fit-specs"),
+              help="Whole networks sampled from the space and measured, to fit the correction on.")
+@click.option("--held-out-specs", type=int, default=16, show_default=True, callback=positive("--held-out-specs"),
+              help="Other whole networks measured for the table's own error (what `search --latency auto` trusts).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Which networks are sampled.")
+@click.option("--part-time", type=click.FloatRange(min=0, min_open=True), default=0.15, show_default=True,
+              help="Seconds of timing per part at most (after warm-up).")
+@click.option("--network-time", type=click.FloatRange(min=0, min_open=True), default=1.5, show_default=True,
+              help="Seconds of timing per whole network at most.")
+def profile_command(device, runtime, threads, space_path, out, fit_specs, held_out_specs, seed, part_time,
+                    network_time) -> None:
+    """Latency table for this device and runtime: every part the space can produce, timed alone, and a
+    correction fitted on whole networks (`predict`, `search --latency predicted|auto` read it)."""
+    from dataclasses import replace
+
+    from fasternet_space.latency_table import MODEL_TIMING, PART_TIMING, profile
+    from search import SearchSpace
+
+    if not out.endswith(".json"):
+        fail(f"--out {out}: allowed: a path ending in .json")
+    space = SearchSpace.from_yaml(resolve_space(space_path))
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        if done == total or done % (50 if stage == "parts" else 8) == 0:
+            click.echo(f"[{stage}] {done}/{total}", err=True)
+
+    table = profile(space, runtime, device=device, threads=threads, fit_specs=fit_specs,
+                    held_out_specs=held_out_specs, seed=seed, on_progress=on_progress,
+                    part_timing=replace(PART_TIMING, max_time_s=part_time),
+                    model_timing=replace(MODEL_TIMING, max_time_s=network_time))
+    path = table.save(out)
+    click.echo(f"{table.profile['parts_timed']} parts and {len(table.profile['fit_networks'])} + "
+               f"{len(table.profile['held_out_networks'])} networks timed in {table.profile['seconds'] / 60:.1f} min")
+    click.echo(f"table: {table.describe()}")
+    click.echo(f"wrote {path}")
+
+
+@cli.command()
+@click.option("--table", "--latency-table", "table_path", required=True, type=click.Path(dir_okay=False),
+              help="A table written by `profile`.")
+@click.argument("specs", nargs=-1, required=True)
+@click.option("--device", default="cpu", show_default=True, help="The device the predictions are for.")
+@click.option("--runtime", type=click.Choice(["torch", "onnxruntime", "openvino"]),
+              help="The runtime the predictions are for [default: the table's].")
+@click.option("--allow-other-device", is_flag=True,
+              help="Use a table profiled on another device or runtime (its numbers are that device's).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def predict(table_path, specs, device, runtime, allow_other_device, fmt) -> None:
+    """Predicted latency of spec files (or named configs) from a latency table, without building them."""
+    import time
+
+    from fasternet_space import load_spec
+    from fasternet_space.latency_table import LatencyTable, TableError
+    from fasternet_space.report import format_table
+
+    table = LatencyTable.load(table_path)
+    try:
+        table.check_target(device, runtime or table.protocol.get("runtime_name"), allow_other_device)
+    except TableError as exc:
+        fail(exc.message("--table") + " (--allow-other-device)")
+    space = table.space_object()
+    rows = []
+    for text in specs:
+        spec = load_spec(text)
+        start = time.perf_counter()
+        try:
+            prediction = table.predict(spec, space)
+        except TableError as exc:
+            fail(f"{text}: {exc.message('spec')}")
+        rows.append({"spec": text, "name": spec.name, "latency_ms": prediction.latency_ms,
+                     "parts_ms": prediction.parts_ms, "parts": prediction.parts, "source": "predicted",
+                     "predict_us": (time.perf_counter() - start) * 1e6})
+    if fmt == "json":
+        click.echo(json.dumps({"table": str(table_path), "protocol": table.protocol, "error": table.error,
+                               "predictions": rows}, indent=2))
+        return
+    click.echo(format_table(["spec", "predicted ms", "sum of parts ms", "parts", "took us"], [
+        [r["spec"], f"{r['latency_ms']:.2f}", f"{r['parts_ms']:.2f}", r["parts"], f"{r['predict_us']:.0f}"]
+        for r in rows]))
+    click.echo(f"\ntable: {table.describe()}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,17 +58,18 @@ class Protocol:
     input_size: int
     in_chans: int
     dtype: str
-    runtime: str
+    runtime: str  # what ran the model: pytorch-eager (mode), onnxruntime or openvino
     torch: str
     folded: bool | None  # None: the model has no BatchNorm to fold
     rel_ci: float
     max_time_s: float
+    runtime_version: str | None = None  # the runtime's own version (torch's for pytorch-eager)
 
     @classmethod
     def for_device(cls, device: torch.device, *, input_size: int, in_chans: int, runtime: str,
                    threads: int | None = None, batch: int = 1, throughput_batch: int | None = None,
                    dtype: torch.dtype | str = torch.float32, policy: TimingPolicy = TimingPolicy(),
-                   folded: bool | None = True) -> Protocol:
+                   folded: bool | None = True, runtime_version: str | None = None) -> Protocol:
         """The protocol on `device`, with the paper's defaults for what is not given (None)."""
         return cls(
             device=str(device), device_name=device_name(device),
@@ -76,6 +77,7 @@ class Protocol:
             throughput_batch=default_throughput_batch(device) if throughput_batch is None else throughput_batch,
             input_size=input_size, in_chans=in_chans, dtype=str(dtype).removeprefix("torch."), runtime=runtime,
             torch=torch.__version__, folded=folded, rel_ci=policy.rel_ci, max_time_s=policy.max_time_s,
+            runtime_version=runtime_version or (torch.__version__ if runtime.startswith("pytorch") else None),
         )
 
     @classmethod
@@ -99,9 +101,14 @@ class Protocol:
         if self.input_size is not None:
             size = f"{self.input_size}x{self.input_size}"
             parts.append(f"input {self.in_chans}x{size}" if self.in_chans is not None else f"input {size}")
-        parts += [str(v) for v in (self.dtype, self.runtime) if v]
+        if self.dtype:
+            parts.append(str(self.dtype))
+        pytorch = not self.runtime or self.runtime.startswith("pytorch")
+        if self.runtime:  # pytorch-eager's version is torch's, shown next
+            version = None if pytorch else self.runtime_version
+            parts.append(f"{self.runtime} {version}" if version else self.runtime)
         if self.torch:
-            parts.append(f"torch {self.torch}")
+            parts.append(f"torch {self.torch}" if pytorch else f"exported by torch {self.torch}")
         if self.folded is not None:
             parts.append("BatchNorm folded" if self.folded else "BatchNorm not folded")
         return ", ".join(parts)

@@ -8,7 +8,7 @@ space whose fields are all fixed, so the rules for one field's value live here, 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -231,7 +231,8 @@ class ArchSpec:
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML-ready values in field order; `widths` left out when it is the default doubling."""
         data = {}
-        for key, value in asdict(self).items():
+        for f in fields(self):  # every value is immutable (numbers, strings, tuples): no deep copy needed
+            key, value = f.name, getattr(self, f.name)
             if key == "widths" and value is None:
                 continue
             data[key] = list(value) if isinstance(value, tuple) else value

@@ -15,6 +15,7 @@ from typing import Any
 
 from fasternet_space.measure import TimingPolicy
 from fasternet_space.proxy import ProxyConfig
+from fasternet_space.runtimes import RUNTIMES
 
 from .errors import SearchError
 from .pruning import PRUNERS
@@ -22,6 +23,7 @@ from .storage import DEFAULT_STORAGE
 
 SAMPLERS = ("tpe", "nsga2", "random", "gp", "grid")
 ZERO_COST_CHOICES = ("synflow", "naswot", "grad_norm", "snip", "params", "flops", "vote")
+LATENCY_MODES = ("measured", "predicted", "auto")
 
 # Search timing: a stable median within +-3% of it, or at most 4 s per candidate.
 SEARCH_TIMING = TimingPolicy(warmup=3, min_repeats=7, max_time_s=4.0, rel_ci=0.03)
@@ -45,6 +47,10 @@ class SearchConfig:
     # --- latency protocol
     threads: int | None = None  # CPU threads while timing (None: the paper's protocol, 1 on CPU)
     timing: TimingPolicy = SEARCH_TIMING  # repeats and confidence bound of each latency
+    runtime: str = "torch"  # what runs each candidate while timing: torch, onnxruntime or openvino
+    latency: str = "measured"  # measured, predicted (from latency_table, nothing timed) or auto (screen, then time)
+    latency_table: str | None = None  # a table from `cli.py profile` (needed by predicted and auto)
+    allow_other_device: bool = False  # use a table profiled on another device or runtime than this search's
     # --- short-proxy accuracy
     data: str = "fashion"  # fashion, digits, fashion-mnist:DIR, mnist:DIR, cifar10:DIR, imagefolder:DIR
     proxy: ProxyConfig = field(default_factory=ProxyConfig)  # epochs, resolution, batch, learning rate
@@ -101,6 +107,16 @@ class SearchConfig:
             raise SearchError("keep", f"{self.keep:g}", "allowed: a fraction in (0, 1]")
         if self.screen and self.accuracy != "train":
             raise SearchError("screen", self.screen, "screens for a trained search; allowed: with accuracy 'train'")
+        if self.runtime not in RUNTIMES:
+            raise SearchError("runtime", repr(self.runtime), f"not known; allowed: {', '.join(RUNTIMES)}")
+        if self.latency not in LATENCY_MODES:
+            raise SearchError("latency", repr(self.latency), f"not known; allowed: {', '.join(LATENCY_MODES)}")
+        if self.latency != "measured" and not self.latency_table:
+            raise SearchError("latency", self.latency, "needs a latency table; allowed: with a table written by "
+                              "`cli.py profile`, or measured")
+        if self.latency_table and not Path(self.latency_table).is_file():
+            raise SearchError("latency_table", self.latency_table, "file not found; allowed: a table JSON file "
+                              "written by `cli.py profile`")
         if not Path(self.space).is_file():
             raise SearchError("space", self.space, "file not found; allowed: a space YAML file")
         return self
@@ -113,7 +129,10 @@ class SearchConfig:
                 "proxy_resolution": proxy.resolution, "proxy_batch_size": proxy.batch_size, "proxy_lr": proxy.lr,
                 "max_train_samples": self.max_train_samples, "space": str(self.space),
                 "space_sha256": hashlib.sha256(Path(self.space).read_bytes()).hexdigest(),
-                **({"accuracy": self.accuracy} if self.accuracy != "train" else {})}
+                **({"accuracy": self.accuracy} if self.accuracy != "train" else {}),
+                **({"runtime": self.runtime} if self.runtime != "torch" else {}),
+                **({"latency": self.latency, "latency_table_sha256": hashlib.sha256(
+                    Path(self.latency_table).read_bytes()).hexdigest()} if self.latency != "measured" else {})}
 
     def proxy_setup(self) -> dict[str, Any]:
         """What else the proxy's numbers depend on (stored with the study; retrainings read it back)."""
@@ -123,7 +142,8 @@ class SearchConfig:
         if self.study_name:
             return self.study_name
         data = re.sub(r"[^A-Za-z0-9]+", "-", self.data.split(":")[0])
-        return f"{space_name}-{self.device.replace(':', '')}-{self.budget_ms:g}ms-{data}"
+        runtime = f"-{self.runtime}" if self.runtime != "torch" else ""
+        return f"{space_name}-{self.device.replace(':', '')}{runtime}-{self.budget_ms:g}ms-{data}"
 
     def for_worker(self, index: int, study_name: str) -> SearchConfig:
         """The setting of extra worker `index` (1..): the same study, nothing enqueued, its own seeds."""

@@ -1,7 +1,8 @@
 """The search objective: spec -> metrics, cheapest first (count, then latency, then the proxy).
 
 Objectives: maximise proxy_acc, minimise latency_ms. The latency budget is an Optuna constraint;
-a candidate over budget is recorded as infeasible with its measured latency and is never trained
+a candidate over budget is recorded as infeasible with its measured latency (or the latency a latency
+table predicts, `search.latency`) and is never trained
 (its accuracy objective is 0.0 and its record's `proxy_acc` is None). Every attribute is written
 through `TrialWriter`.
 """
@@ -22,11 +23,11 @@ import torch
 
 from fasternet_space import count, zero_cost
 from fasternet_space.data import Dataset
-from fasternet_space.measure import measure_spec
 from fasternet_space.proxy import ProxyDiverged, train_proxy
 from fasternet_space.spec import SpecError
 
 from .config import SearchConfig
+from .latency import load_table, measure_candidate, screened_out
 from .pruning import CurvePruner
 from .space import SearchSpace
 from .storage import claim_trial
@@ -93,6 +94,7 @@ class Objective:
         self.config = config
         self.pruner = pruner
         self.stop = stop or threading.Event()
+        self.table = load_table(config)  # None unless latency is predicted or auto
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
         """Any failure marks this trial failed with its reason stored on it; the study goes on."""
@@ -118,14 +120,23 @@ class Objective:
             raise optuna.TrialPruned(f"invalid spec: {exc}") from None
         writer.cost(spec, count(spec))
 
-        with device_lock(config.lock_dir, config.device, exclusive=True):
-            writer.machine_load(os.getloadavg()[0] / (os.cpu_count() or 1))
-            measurement = measure_spec(spec, device=config.device, threads=config.threads, policy=config.timing)
-        if not writer.measurement(measurement, config.budget_ms):
-            return 0.0, measurement.latency_ms
+        latency_ms = None
+        if self.table is not None:
+            predicted = self.table.predict(spec, self.space).latency_ms  # the same space: load_table checks
+            if config.latency == "predicted" or screened_out(predicted, self.table, config):
+                if not writer.predicted(predicted, config.budget_ms, self.table.protocol, self.table.error_bound):
+                    return 0.0, predicted
+                latency_ms = predicted
+        if latency_ms is None:
+            with device_lock(config.lock_dir, config.device, exclusive=True):
+                writer.machine_load(os.getloadavg()[0] / (os.cpu_count() or 1))
+                measurement, borderline = measure_candidate(spec, config)
+            latency_ms = measurement.latency_ms
+            if not writer.measurement(measurement, config.budget_ms, borderline):
+                return 0.0, latency_ms
         if config.accuracy == "none":  # a census: the accuracy objective is a constant the random sampler ignores
             writer.measured_only()
-            return 0.0, measurement.latency_ms
+            return 0.0, latency_ms
 
         if config.zero_cost_scores or config.accuracy != "train":
             names = STORED_SCORES if config.zero_cost_scores else _needed(config.accuracy)
@@ -135,7 +146,7 @@ class Objective:
             name = config.accuracy.removeprefix("zero-cost:")
             value = vote_percentile(scores, _stored_scores(trial)) if name == "vote" else scores[name]
             writer.scored(name, value)
-            return value, measurement.latency_ms
+            return value, latency_ms
 
         curve: list[float] = []
 
@@ -164,4 +175,4 @@ class Objective:
         if not math.isfinite(acc):
             raise ProxyDiverged(f"held-out accuracy is {acc}")
         writer.proxy_result(acc, len(self.dataset.test_y), self.dataset.classes, config.seed)
-        return acc, measurement.latency_ms
+        return acc, latency_ms

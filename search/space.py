@@ -7,6 +7,7 @@ names are the field name, or `field[i]` for a per-stage entry.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass, fields
@@ -145,7 +146,7 @@ class SearchSpace:
         """The free parameters that make `suggest` give back `spec` (for `study.enqueue_trial`), or None."""
         target = spec.to_dict()
         target.pop("name")
-        defaults = ArchSpec().to_dict()
+        defaults = _defaults()
         params: dict[str, Any] = {}
         for key in SPEC_FIELDS[1:]:  # every field but the name, in declaration order
             wanted = target.get(key)
@@ -190,6 +191,12 @@ class SearchSpace:
             specs.append(self.suggest(trial))
             study.tell(trial, 0.0)
         return specs
+
+
+@functools.cache
+def _defaults() -> dict[str, Any]:
+    """ArchSpec's default values (read, never changed)."""
+    return ArchSpec().to_dict()
 
 
 def _as_choice(free: Free, value: Any) -> Any:

@@ -85,7 +85,8 @@ def make_storage(url: str, heartbeat_s: int = 10) -> RDBStorage:
                               "pip install -e '.[postgres]' for PostgreSQL") from None
         except Exception as exc:  # SQLAlchemy raises many kinds for an unreachable or malformed database
             # Workers opening a new database at once race to create its tables: the losers retry.
-            racing = any(s in str(exc) for s in ("UNIQUE constraint failed", "database is locked", "duplicate key value"))
+            racing = any(s in str(exc) for s in ("UNIQUE constraint failed", "database is locked", "duplicate key value",
+                                                 "already exists"))
             if racing and attempt < 4:
                 time.sleep(0.5 * (attempt + 1))
                 continue

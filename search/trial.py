@@ -50,6 +50,8 @@ class Key:
     ZERO_COST = "zero_cost"  # zero-cost scores of the untrained candidate: name -> value
     SCORE = "score"  # a training-free trial's accuracy objective: (score name, value)
     MEASURED_ONLY = "measured_only"  # a census trial (accuracy 'none'): counted and timed, never trained or scored
+    LATENCY_BORDERLINE = "latency_borderline"  # its first interval straddled the budget: re-measured longer
+    LATENCY_SOURCE = "latency_source"  # "measured", or "predicted" (from a latency table, never timed)
 
 
 # A finished trial takes no new attributes in Optuna: confirmations (retrainings with other seeds, done
@@ -104,6 +106,8 @@ class TrialRecord:
     zero_cost: dict[str, float] | None = None  # zero-cost scores of the untrained candidate
     score_name: str | None = None  # a training-free trial's objective: which score
     score: float | None = None  # and its value
+    latency_borderline: bool | None = None  # re-measured because its interval straddled the budget
+    latency_source: str | None = None  # "measured" or "predicted" (None: older records, measured)
 
     @property
     def merit(self) -> float | None:
@@ -175,6 +179,9 @@ class TrialRecord:
             load_per_core=finite_number(a.get(Key.LOAD)),
             zero_cost=_scores(a.get(Key.ZERO_COST)),
             score_name=score[0] if score else None, score=finite_number(score[1]) if score else None,
+            latency_borderline=a.get(Key.LATENCY_BORDERLINE) if isinstance(a.get(Key.LATENCY_BORDERLINE), bool)
+            else None,
+            latency_source=a.get(Key.LATENCY_SOURCE) if isinstance(a.get(Key.LATENCY_SOURCE), str) else None,
         )
 
     @property
@@ -275,8 +282,11 @@ class TrialWriter:
         """How busy the machine was when timing started (1.0: every core had a runnable process)."""
         self.trial.set_user_attr(Key.LOAD, load_per_core)
 
-    def measurement(self, measurement: Measurement, budget_ms: float) -> bool:
-        """Stores the latency and the budget verdict (an Optuna constraint); True when within budget."""
+    def measurement(self, measurement: Measurement, budget_ms: float, borderline: bool = False) -> bool:
+        """Stores the latency and the budget verdict (an Optuna constraint); True when within budget.
+        `borderline`: its first interval straddled the budget and this is the longer re-measurement."""
+        self.trial.set_user_attr(Key.LATENCY_SOURCE, "measured")
+        self.trial.set_user_attr(Key.LATENCY_BORDERLINE, borderline)
         latency = measurement.latency_ms
         for key, value in ((Key.LATENCY, latency), (Key.LATENCY_CI, list(measurement.latency_ci_ms)),
                            (Key.THROUGHPUT, measurement.throughput), (Key.FLOPS_PER_S, measurement.flops_per_s),
@@ -289,6 +299,20 @@ class TrialWriter:
         if not feasible:
             self.trial.set_user_attr(Key.REASON, over_budget_reason(latency, latency - budget_ms))
         return feasible
+
+    def predicted(self, latency_ms: float, budget_ms: float, protocol: dict[str, Any], error_rel: float) -> bool:
+        """Stores a latency predicted by a latency table (never measured: the candidate was not built for it)
+        and the budget verdict; True when within budget."""
+        over = latency_ms - budget_ms
+        for key, value in ((Key.LATENCY, latency_ms), (Key.LATENCY_SOURCE, "predicted"), (Key.PROTOCOL, protocol),
+                           (Key.FEASIBLE, over <= 0)):
+            self.trial.set_user_attr(key, value)
+        self.trial.set_constraint(CONSTRAINT, over)
+        if over > 0:
+            self.trial.set_user_attr(Key.REASON, f"over budget: predicted {latency_ms:.2f} ms by the latency table "
+                                     f"(held-out error up to {100 * error_rel:.0f}%), {over:.2f} ms above the "
+                                     f"{budget_ms:g} ms budget; not built")
+        return over <= 0
 
     def zero_cost(self, scores: dict[str, float]) -> None:
         """The candidate's zero-cost scores (-inf, a degenerate naswot, is stored as -1e308)."""

@@ -183,7 +183,8 @@ def test_cli_build_measure_onnxruntime(tmp_path):
     result = run_cli("build", "--spec", _small_spec_file(tmp_path), "--measure", "--export", str(tmp_path / "m.onnx"),
                      "--runtime", "onnxruntime", "--format", "json")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["protocol"]["runtime"].startswith("onnxruntime")
+    protocol = json.loads(result.stdout)["protocol"]
+    assert protocol["runtime"] == "onnxruntime" and protocol["runtime_version"]
 
 
 def test_cli_bench_ops_and_models(tmp_path):
@@ -202,6 +203,7 @@ def test_cli_measure_bad_input(tmp_path):
     spec = _small_spec_file(tmp_path)
     assert_one_line_error(run_cli("build", "--spec", spec, "--measure", "--device", "tpu"), "unknown device", "cpu")
     assert_one_line_error(run_cli("build", "--spec", spec, "--measure", "--threads", "0"), "--threads", "positive")
-    assert_one_line_error(run_cli("build", "--spec", spec, "--runtime", "onnxruntime", "--measure"), "--export")
+    assert_one_line_error(run_cli("build", "--spec", spec, "--runtime", "tflite", "--measure"), "--runtime",
+                          "onnxruntime", "openvino")
     if not torch.cuda.is_available():
         assert_one_line_error(run_cli("build", "--spec", spec, "--measure", "--device", "cuda"), "not available")

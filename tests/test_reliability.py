@@ -283,7 +283,7 @@ def test_timing_excludes_training_and_trainings_overlap(tmp_path, monkeypatch):
             fcntl.flock(other, fcntl.LOCK_UN)
             return True
 
-    real_measure = objective_module.measure_spec
+    real_measure = objective_module.measure_candidate
 
     def measuring(*args, **kwargs):
         seen.append(("timing: another may train", try_lock(fcntl.LOCK_SH)))
@@ -294,7 +294,7 @@ def test_timing_excludes_training_and_trainings_overlap(tmp_path, monkeypatch):
         seen.append(("training: another may train", try_lock(fcntl.LOCK_SH)))
         return [0.5]
 
-    monkeypatch.setattr(objective_module, "measure_spec", measuring)
+    monkeypatch.setattr(objective_module, "measure_candidate", measuring)
     monkeypatch.setattr(objective_module, "train_proxy", training)
     config = SearchConfig(lock_dir=str(tmp_path), budget_ms=1e6, timing=QUICK_TIMING, zero_cost_scores=False)
     held_out = SimpleNamespace(test_y=[0] * 10, classes=10)  # training is replaced: only its sizes are read

@@ -1,0 +1,113 @@
+"""How well a latency table predicts whole networks it never saw, per runtime, against FLOPs as a predictor.
+
+For each runtime: profile the space (`latency_table.profile`, as `cli.py profile` does; or load a table given
+with --table RUNTIME=PATH), then sample --specs random specs of the space with another seed, drop any that
+the profile measured (its fit and held-out networks), measure each whole network in that runtime and predict
+it from the table. Prints, per runtime: the share of predictions within +-10% of the measured latency, the
+median and largest relative error, Spearman of predicted vs measured and of FLOPs vs measured, the mean time
+of one prediction, and the profiling time. Writes every number (and each spec's pair) to --out. Asserts
+nothing.
+
+    python benchmarks/latency_predictor.py --specs 100 --runtimes torch,onnxruntime \\
+        --out benchmarks/results/latency_predictor.json
+    python benchmarks/latency_predictor.py --specs 20 --table torch=t.json   # reduced run on a saved table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fasternet_space import count  # noqa: E402
+from fasternet_space.latency_table import LatencyTable, profile, spec_signature  # noqa: E402
+from fasternet_space.measure import TimingPolicy, device_name  # noqa: E402
+from fasternet_space.runtimes import spec_session  # noqa: E402
+from search import SearchSpace  # noqa: E402
+from search.fidelity import spearman  # noqa: E402
+
+MEASURE = TimingPolicy(warmup=3, min_repeats=10, max_time_s=3.0, rel_ci=0.02)
+
+
+def evaluate(table: LatencyTable, space: SearchSpace, runtime: str, n_specs: int, seed: int,
+             threads: int) -> dict:
+    used = set(table.profile.get("fit_networks", [])) | set(table.profile.get("held_out_networks", []))
+    specs, seen = [], set(used)
+    for spec in space.sample_specs(8 * n_specs, seed=seed):
+        signature = spec_signature(spec)
+        if signature not in seen:
+            seen.add(signature)
+            specs.append(spec)
+        if len(specs) == n_specs:
+            break
+    rows = []
+    for i, spec in enumerate(specs):
+        with spec_session(spec, runtime, threads=threads) as session:
+            measured = session.measure(MEASURE).latency_ms
+        start = time.perf_counter()
+        repeats = 200
+        for _ in range(repeats):
+            predicted = table.predict(spec, space).latency_ms
+        predict_s = (time.perf_counter() - start) / repeats
+        rows.append({"spec": json.loads(spec_signature(spec)), "measured_ms": measured, "predicted_ms": predicted,
+                     "flops": count(spec).flops, "predict_us": predict_s * 1e6})
+        print(f"[{runtime}] {i + 1}/{len(specs)}: measured {measured:.2f} ms, predicted {predicted:.2f} ms",
+              file=sys.stderr, flush=True)
+    errors = [abs(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows]
+    measured = [r["measured_ms"] for r in rows]
+    return {
+        "runtime": runtime, "specs": len(rows), "within_10pct": sum(e <= 0.1 for e in errors) / len(errors),
+        "median_rel_error": statistics.median(errors), "max_rel_error": max(errors),
+        "spearman_predicted": spearman([r["predicted_ms"] for r in rows], measured),
+        "spearman_flops": spearman([r["flops"] for r in rows], measured),
+        "predict_us_mean": statistics.fmean(r["predict_us"] for r in rows),
+        "profile_seconds": table.profile.get("seconds"), "table_error": table.error, "protocol": table.protocol,
+        "rows": rows,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--space", default=str(Path(__file__).resolve().parents[1] / "spaces" / "fasternet.yaml"))
+    parser.add_argument("--runtimes", default="torch,onnxruntime")
+    parser.add_argument("--specs", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=1, help="Sampling seed of the evaluated specs (profile: 0).")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--table", action="append", default=[], help="RUNTIME=PATH: use this table, no profiling.")
+    parser.add_argument("--save-tables", help="Folder to save the profiled tables in.")
+    parser.add_argument("--out", default="latency_predictor.json")
+    args = parser.parse_args()
+    given = dict(item.split("=", 1) for item in args.table)
+    space = SearchSpace.from_yaml(args.space)
+    results = []
+    for runtime in args.runtimes.split(","):
+        if runtime in given:
+            table = LatencyTable.load(given[runtime])
+        else:
+            table = profile(space, runtime, threads=args.threads)
+            if args.save_tables:
+                table.save(Path(args.save_tables) / f"table_{runtime}.json")
+        results.append(evaluate(table, space, runtime, args.specs, args.seed, args.threads))
+    print(f"{device_name(torch.device('cpu'))}, {args.threads} thread(s), batch 1, space {space.name}, "
+          f"{args.specs} specs (seed {args.seed}) not used in profiling")
+    print(f"{'runtime':12} {'within 10%':>10} {'median err':>10} {'max err':>8} {'Spearman pred':>13} "
+          f"{'Spearman FLOPs':>14} {'predict us':>10} {'profile min':>11}")
+    for r in results:
+        minutes = f"{r['profile_seconds'] / 60:.1f}" if r["profile_seconds"] else "n/a"
+        print(f"{r['runtime']:12} {100 * r['within_10pct']:>9.0f}% {100 * r['median_rel_error']:>9.1f}% "
+              f"{100 * r['max_rel_error']:>7.1f}% {r['spearman_predicted']:>13.3f} {r['spearman_flops']:>14.3f} "
+              f"{r['predict_us_mean']:>10.0f} {minutes:>11}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"space": args.space, "seed": args.seed, "results": results}, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

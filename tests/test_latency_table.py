@@ -1,0 +1,124 @@
+import json
+
+import pytest
+import yaml
+
+from fasternet_space import ArchSpec
+from fasternet_space import model as model_module
+from fasternet_space.latency_table import (
+    LatencyTable,
+    TableError,
+    decompose,
+    enumerate_shapes,
+    plan_parts,
+    profile,
+)
+from fasternet_space.measure import TimingPolicy, device_name
+from fasternet_space.runtimes import measure_spec_in
+from search import SearchSpace
+from tests.cli_helpers import assert_one_line_error, run_cli
+from tests.conftest import QUICK_TIMING
+
+# Small networks whose sizes differ clearly: embed 8 or 32, stage 2 one to three blocks deep.
+LAT_SPACE = {
+    "name": "lat", "embed_dim": {"choices": [8, 32]}, "depths": [1, {"low": 1, "high": 3}, 1, 1],
+    "partial_ratio": 0.5, "mlp_ratio": 2.0, "act": {"choices": ["relu", "gelu"]}, "norm": "bn",
+    "feature_dim": 32, "input_size": 64, "num_classes": 10,
+}
+SMALL = dict(LAT_SPACE, name="small", embed_dim=8, depths=[1, 1, 1, 1], act="relu")
+BIG = dict(LAT_SPACE, name="big", embed_dim=32, depths=[1, 3, 1, 1], act="gelu")
+PARTS = TimingPolicy(warmup=2, min_repeats=5, max_time_s=0.05, rel_ci=0.05)
+
+
+def _spec(fields) -> ArchSpec:
+    return ArchSpec.from_dict({k: v for k, v in fields.items() if k != "name"} | {"name": fields["name"]})
+
+
+@pytest.fixture(scope="module")
+def space_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("lat") / "lat.yaml"
+    path.write_text(yaml.safe_dump(LAT_SPACE))
+    return path
+
+
+@pytest.fixture(scope="module")
+def table(space_file):
+    return profile(SearchSpace.from_yaml(space_file), "torch", fit_specs=4, held_out_specs=2, part_timing=PARTS,
+                   model_timing=QUICK_TIMING)
+
+
+def test_parts_are_factorised_and_cover_every_spec_of_the_space():
+    space = SearchSpace.from_dict(LAT_SPACE)
+    shapes = enumerate_shapes(space)
+    assert len(shapes) == 4  # embed x act; the free depth at its largest
+    todo, reference = plan_parts(shapes)
+    assert reference["act"] in ("relu", "gelu") and reference["norm"] == "bn"
+    kinds = [s[0] for s in todo]
+    assert kinds.count("stem") == 2 and kinds.count("merge") == 6 and kinds.count("head") == 4
+    assert kinds.count("block") == 2 * 4 + 4  # (embed, stage) at the reference act, the other act once per side
+    assert len(reference["delta_shapes"]) == 4 and len(reference["pairs"]) == 1
+    assert decompose(_spec(BIG))[3] == (("block", 64, 8, 3, 32, 128, "gelu", "bn"), 3)
+
+
+def test_table_round_trip_and_predictions_without_building(table, tmp_path, monkeypatch):
+    path = table.save(tmp_path / "t.json")
+    loaded = LatencyTable.load(path)
+    assert loaded.to_dict() == json.loads(json.dumps(table.to_dict()))
+    protocol = loaded.protocol
+    assert protocol["device_name"] == device_name(__import__("torch").device("cpu"))
+    assert protocol["runtime_name"] == "torch" and protocol["runtime_version"] and protocol["threads"] == 1
+    assert loaded.space["name"] == "lat" and loaded.error["n"] == 2 and loaded.error_bound >= 0
+    monkeypatch.setattr(model_module, "build_model", lambda *a, **k: pytest.fail("a prediction built a network"))
+    small, big = loaded.predict(_spec(SMALL)), loaded.predict(_spec(BIG))
+    assert small == table.predict(_spec(SMALL)) and 0 < small.latency_ms < big.latency_ms
+
+
+def test_predicted_against_measured_on_a_tiny_space(table):
+    # Tolerance: parts are timed for 50 ms each and the networks for at most 0.5 s on a shared 2-core machine
+    # whose timings move by tens of percent; a factor of 2 either way still fails a table that sums the wrong
+    # parts, misses the correction or mixes up units (those are off by several times). The ranking of a network
+    # with about 10x the multiply-adds of another must be right.
+    small, big = _spec(SMALL), _spec(BIG)
+    measured = {s.name: measure_spec_in(s, "torch", policy=QUICK_TIMING).latency_ms for s in (small, big)}
+    predicted = {s.name: table.predict(s).latency_ms for s in (small, big)}
+    for name in measured:
+        assert 0.5 < predicted[name] / measured[name] < 2.0, (predicted, measured)
+    assert predicted["big"] > 1.5 * predicted["small"] and measured["big"] > measured["small"]
+
+
+def test_refusals(table, space_file):
+    outside = _spec(dict(SMALL, embed_dim=16))
+    with pytest.raises(TableError) as caught:
+        table.predict(outside)
+    assert caught.value.parameter == "spec" and "is not a point of the table's space 'lat'" in str(caught.value)
+    table.check_target("cpu", "torch")
+    with pytest.raises(TableError, match="not on .* with openvino; allowed: a table profiled here"):
+        table.check_target("cpu", "openvino")
+    other = LatencyTable(**{**table.__dict__, "protocol": dict(table.protocol, device_name="Some Other CPU")})
+    with pytest.raises(TableError, match="was profiled on Some Other CPU with torch"):
+        other.check_target("cpu", "torch")
+    other.check_target("cpu", "torch", allow_other_device=True)
+    with pytest.raises(TableError, match="unreadable"):
+        LatencyTable.load(space_file)  # YAML is not a table
+    wrong = space_file.parent / "wrong.json"
+    wrong.write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(TableError, match="not a version-1 table"):
+        LatencyTable.load(wrong)
+
+
+@pytest.mark.slow
+def test_cli_profile_and_predict(space_file, tmp_path):
+    out = tmp_path / "table.json"
+    result = run_cli("profile", "--space", str(space_file), "--out", str(out), "--fit-specs", "3",
+                     "--held-out-specs", "2", "--part-time", "0.02", "--network-time", "0.2")
+    assert result.returncode == 0, result.stderr
+    assert "wrote" in result.stdout and "held-out error on 2 networks" in result.stdout
+    small, outside = tmp_path / "small.yaml", tmp_path / "outside.yaml"
+    small.write_text(yaml.safe_dump(_spec(SMALL).to_dict()))
+    outside.write_text(yaml.safe_dump(_spec(dict(SMALL, embed_dim=16)).to_dict()))
+    result = run_cli("predict", "--table", str(out), str(small), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(result.stdout)["predictions"]
+    assert row["name"] == "small" and row["latency_ms"] > 0 and row["source"] == "predicted"
+    assert_one_line_error(run_cli("predict", "--table", str(out), str(outside)), "is not a point of the table's space")
+    assert_one_line_error(run_cli("profile", "--space", str(space_file), "--out", "t.csv"), "--out", ".json")

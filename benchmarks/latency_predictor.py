@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fasternet_space import count  # noqa: E402
-from fasternet_space.latency_table import LatencyTable, profile, spec_signature  # noqa: E402
+from fasternet_space.latency_table import LatencyTable, distinct_specs, profile, spec_signature  # noqa: E402
 from fasternet_space.measure import TimingPolicy, device_name  # noqa: E402
 from fasternet_space.runtimes import spec_session  # noqa: E402
 from search import SearchSpace  # noqa: E402
@@ -39,14 +39,7 @@ MEASURE = TimingPolicy(warmup=3, min_repeats=10, max_time_s=3.0, rel_ci=0.02)
 def evaluate(table: LatencyTable, space: SearchSpace, runtime: str, n_specs: int, seed: int,
              threads: int) -> dict:
     used = set(table.profile.get("fit_networks", [])) | set(table.profile.get("held_out_networks", []))
-    specs, seen = [], set(used)
-    for spec in space.sample_specs(8 * n_specs, seed=seed):
-        signature = spec_signature(spec)
-        if signature not in seen:
-            seen.add(signature)
-            specs.append(spec)
-        if len(specs) == n_specs:
-            break
+    specs = distinct_specs(space.sample_specs(8 * n_specs, seed=seed), n_specs, exclude=used)
     rows = []
     for i, spec in enumerate(specs):
         with spec_session(spec, runtime, threads=threads) as session:

@@ -456,7 +456,7 @@ def profile(space, runtime: str = "torch", *, device: str = "cpu", threads: int 
     protocol["runtime_name"] = runtime
     table = LatencyTable(protocol=protocol, space=_space_dict(space), space_source=space.source, parts=parts,
                          reference=reference, correction=[1.0, 0.0, 0.0], error={})
-    networks = _distinct(space.sample_specs(4 * (fit_specs + held_out_specs), seed=seed), fit_specs + held_out_specs)
+    networks = distinct_specs(space.sample_specs(4 * (fit_specs + held_out_specs), seed=seed), fit_specs + held_out_specs)
     sums, counts, measured = [], [], []
     for i, spec in enumerate(networks):
         prediction = table.predict(spec, space)
@@ -492,8 +492,9 @@ def dump_name(spec: ArchSpec) -> str:
     return spec_signature(spec)
 
 
-def _distinct(specs: list[ArchSpec], count: int) -> list[ArchSpec]:
-    seen, out = set(), []
+def distinct_specs(specs: list[ArchSpec], count: int, exclude: set[str] = frozenset()) -> list[ArchSpec]:
+    """The first `count` specs whose signatures differ from each other and from those in `exclude`."""
+    seen, out = set(exclude), []
     for spec in specs:
         sig = spec_signature(spec)
         if sig not in seen:

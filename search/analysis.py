@@ -361,15 +361,9 @@ def activation_choice(trained: Sequence[TrialRecord], measured: Sequence[TrialRe
         return Choice("activation", question, paper, False, "act with relu and gelu is not a free choice in this space")
     numbers: dict[str, Any] = {}
     parts = []
-    lat = {a: [r.latency_ms for r in measured if r.params.get("act") == a] for a in ("relu", "gelu")}
-    if min(len(v) for v in lat.values()) >= MIN_GROUP:
-        ratio = bootstrap_two(lat["relu"], lat["gelu"], geometric_mean_ratio)
-        numbers["latency_ratio_gelu_over_relu"] = {"value": ratio[0], "low": ratio[1], "high": ratio[2],
-                                                   "n_relu": len(lat["relu"]), "n_gelu": len(lat["gelu"])}
-        adjusted = equal_flops_ratio(measured, space, "act", "relu", "gelu")
-        numbers["latency_ratio_gelu_over_relu_equal_flops"] = adjusted
-        parts.append(f"latency GELU / ReLU {ratio[0]:.2f}x [{ratio[1]:.2f}, {ratio[2]:.2f}] (geometric means, "
-                     f"n={len(lat['gelu'])} vs {len(lat['relu'])}), {_equal_flops_text(adjusted, 'GELU / ReLU')}")
+    latency = _latency_ratio(measured, space, "act", "relu", "gelu", "GELU / ReLU", numbers)
+    if latency is not None:
+        parts.append(latency)
     # accuracy, split at the median FLOPs of the trained trials: the paper's small and large models
     flops = sorted(r.flops for r in trained if r.flops)
     cut = flops[len(flops) // 2] if flops else None
@@ -391,23 +385,35 @@ def activation_choice(trained: Sequence[TrialRecord], measured: Sequence[TrialRe
     return Choice("activation", question, paper, answered, "; ".join(parts) if parts else NOT_ENOUGH, numbers)
 
 
+def _latency_ratio(measured: Sequence[TrialRecord], space: SearchSpace, param: str, base: str, other: str,
+                   label: str, numbers: dict[str, Any]) -> str | None:
+    """Latency of `other` over `base` for `param`: raw (geometric means) and at equal FLOPs; the numbers go
+    into `numbers` under latency_ratio_OTHER_over_BASE[_equal_flops]. None: fewer than MIN_GROUP of either."""
+    lat = {v: [r.latency_ms for r in measured if r.params.get(param) == v] for v in (base, other)}
+    if min(len(v) for v in lat.values()) < MIN_GROUP:
+        return None
+    ratio = bootstrap_two(lat[base], lat[other], geometric_mean_ratio)
+    key = f"latency_ratio_{other}_over_{base}"
+    numbers[key] = {"value": ratio[0], "low": ratio[1], "high": ratio[2],
+                    f"n_{base}": len(lat[base]), f"n_{other}": len(lat[other])}
+    adjusted = equal_flops_ratio(measured, space, param, base, other)
+    numbers[f"{key}_equal_flops"] = adjusted
+    return (f"latency {label} {ratio[0]:.2f}x [{ratio[1]:.2f}, {ratio[2]:.2f}] (geometric means, "
+            f"n={len(lat[other])} vs {len(lat[base])}), {_equal_flops_text(adjusted, label)}")
+
+
 def norm_choice(trained: Sequence[TrialRecord], measured: Sequence[TrialRecord], space: SearchSpace) -> Choice:
     question = "What does LayerNorm cost against BatchNorm (folded into the convolution at inference)?"
     paper = "BN everywhere: it folds into the adjacent convolution, LN does not"
     free = _free(space, "norm")
     if free is None or not {"bn", "ln"} <= set(free.choices or ()):
         return Choice("norm", question, paper, False, "norm with bn and ln is not a free choice in this space")
-    lat = {n: [r.latency_ms for r in measured if r.params.get("norm") == n] for n in ("bn", "ln")}
-    if min(len(v) for v in lat.values()) < MIN_GROUP:
-        return Choice("norm", question, paper, False, f"{NOT_ENOUGH}: {len(lat['bn'])} measured with BN, "
-                      f"{len(lat['ln'])} with LN; {MIN_GROUP} each needed")
-    ratio = bootstrap_two(lat["bn"], lat["ln"], geometric_mean_ratio)
-    numbers: dict[str, Any] = {"latency_ratio_ln_over_bn": {"value": ratio[0], "low": ratio[1], "high": ratio[2],
-                                                            "n_bn": len(lat["bn"]), "n_ln": len(lat["ln"])}}
-    adjusted = equal_flops_ratio(measured, space, "norm", "bn", "ln")
-    numbers["latency_ratio_ln_over_bn_equal_flops"] = adjusted
-    text = (f"latency LN / BN {ratio[0]:.2f}x [{ratio[1]:.2f}, {ratio[2]:.2f}] (geometric means, "
-            f"n={len(lat['ln'])} vs {len(lat['bn'])}), {_equal_flops_text(adjusted, 'LN / BN')}")
+    numbers: dict[str, Any] = {}
+    text = _latency_ratio(measured, space, "norm", "bn", "ln", "LN / BN", numbers)
+    if text is None:
+        n_bn, n_ln = (sum(r.params.get("norm") == n for r in measured) for n in ("bn", "ln"))
+        return Choice("norm", question, paper, False, f"{NOT_ENOUGH}: {n_bn} measured with BN, {n_ln} with LN; "
+                      f"{MIN_GROUP} each needed")
     acc = {n: [r.accuracy for r in trained if r.params.get("norm") == n] for n in ("bn", "ln")}
     if min(len(v) for v in acc.values()) >= MIN_GROUP:
         diff = bootstrap_two(acc["bn"], acc["ln"], mean_difference)

@@ -692,7 +692,10 @@ def predict(table_path, specs, device, runtime, allow_other_device, fmt) -> None
     from fasternet_space.latency_table import LatencyTable, TableError
     from fasternet_space.report import format_table
 
-    table = LatencyTable.load(table_path)
+    try:
+        table = LatencyTable.load(table_path)
+    except TableError as exc:
+        fail(exc.message("--table"))
     try:
         table.check_target(device, runtime or table.protocol.get("runtime_name"), allow_other_device)
     except TableError as exc:

@@ -244,6 +244,8 @@ def bench_models(specs, device, threads, batch_size, input_size, runtime, fmt) -
 @click.option("--proxy-batch-size", type=click.IntRange(min=2), default=ProxyConfig.batch_size, show_default=True,
               help="At least 2 (BatchNorm needs more than one sample).")
 @click.option("--proxy-lr", type=float, default=ProxyConfig.lr, show_default=True)
+@click.option("--proxy-grad-clip", type=float, default=ProxyConfig.grad_clip, show_default=True,
+              help="Largest gradient norm a training step applies; 0 turns clipping off.")
 @click.option("--max-train-samples", type=int, default=SearchConfig.max_train_samples, show_default=True, callback=positive("--max-train-samples"),
               help="Subsample the training split to this many images (the proxy budget).")
 @click.option("--sampler", type=click.Choice(SAMPLERS), default="tpe", show_default=True)
@@ -287,7 +289,7 @@ def bench_models(specs, device, threads, batch_size, input_size, runtime, fmt) -
 @click.option("--export", "export_dir", type=click.Path(file_okay=False), help="Write plots, CSV and the best spec here.")
 @click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
 def search(device, budget, n_trials, timeout, seed, space_path, data, proxy_epochs, proxy_resolution, proxy_batch_size,
-           proxy_lr, max_train_samples, sampler, pruner, storage, study_name, named, accuracy, zero_cost_scores,
+           proxy_lr, proxy_grad_clip, max_train_samples, sampler, pruner, storage, study_name, named, accuracy, zero_cost_scores,
            screen, keep, confirm, threads, runtime, latency_mode, latency_table, allow_other_device, workers, heartbeat,
            out_spec, export_dir, quiet) -> None:
     """Search the space under a latency budget: measured latency, short-proxy accuracy, Optuna samplers."""
@@ -306,7 +308,8 @@ def search(device, budget, n_trials, timeout, seed, space_path, data, proxy_epoc
             folder.mkdir(parents=True, exist_ok=True)  # fail now, not after the search (OSError: one line)
     config = SearchConfig(
         budget_ms=parse_budget(budget), device=device, space=resolve_space(space_path), threads=threads, data=data,
-        proxy=ProxyConfig(epochs=proxy_epochs, resolution=proxy_resolution, batch_size=proxy_batch_size, lr=proxy_lr),
+        proxy=ProxyConfig(epochs=proxy_epochs, resolution=proxy_resolution, batch_size=proxy_batch_size, lr=proxy_lr,
+                          grad_clip=proxy_grad_clip or None),
         max_train_samples=max_train_samples, n_trials=n_trials, timeout_s=timeout, seed=seed, sampler=sampler,
         pruner=pruner, named=named, accuracy=accuracy, zero_cost_scores=zero_cost_scores, screen=screen, keep=keep,
         confirm=confirm, runtime=runtime, latency=latency_mode, latency_table=latency_table,

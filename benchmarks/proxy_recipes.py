@@ -1,20 +1,22 @@
 """Proxy recipes compared by fidelity: does a short training rank candidates as a 4x longer one does?
 
-    python benchmarks/proxy_recipes.py [--data fashion] [--recipes 1:8000:2e-3,2:4000:2e-3] [--random 9]
+    python benchmarks/proxy_recipes.py [--data fashion] [--recipes 1:8000:2e-3,1:8000:2e-3+clip=1] [--random 9]
                                        [--max-gmacs 1.2] [--json /tmp/proxy_recipes.json] [--threads 1]
+                                       [--runs short0,long0,short1,long1] [--by-candidate] [--device cuda]
 
-A recipe is EPOCHS:MAX_TRAIN:LR[:BATCH[:RESOLUTION[:MAX_TEST]]] (defaults: batch 64, resolution 32, 2000
-held-out images); the schedule is `train_proxy`'s (AdamW, one cycle). Candidates: T0, T1 and T2, then the
-first `--random` points of the default space (`SearchSpace.sample_specs`, seed `--space-seed`) whose
-multiply-adds at 224x224 are at most `--max-gmacs` (those far over a 20 ms CPU budget are never trained by
-a search, and are the most expensive to train here). For each recipe and candidate: the short top-1
-(seed 0), the top-1 after `--multiplier` times the epochs (seed 0; everything else the same, the one
-cycle spanning the longer run) and the short top-1 again under seed 1. Reported per recipe: Spearman and
-Kendall tau-b of short against long, the Spearman of seed 0 against seed 1, each with a percentile
-bootstrap 95% interval; the named configs' short top-1; the wall seconds of a short training (mean over
-the candidates, and T0's). Every training is written to the JSON file as soon as it ends, and a rerun
-with the same file resumes (what is stored is not trained again). Prints tables; asserts nothing.
-"""
+A recipe is EPOCHS:MAX_TRAIN:LR[:BATCH[:RESOLUTION[:MAX_TEST]]][+clip=NORM][+ls=SMOOTHING] (defaults: batch
+64, resolution 32, 2000 held-out images, no clipping, no label smoothing); the schedule is `train_proxy`'s
+(AdamW, one cycle). Candidates: T0, T1 and T2, then the first `--random` points of the default space
+(`SearchSpace.sample_specs`, seed `--space-seed`) whose multiply-adds at 224x224 are at most `--max-gmacs`
+(those far over a 20 ms CPU budget are never trained by a search, and are the most expensive to train
+here). For each recipe and candidate, the runs `--runs` names: shortK is the recipe under seed K, longK the
+same with `--multiplier` times the epochs (the one cycle spanning the longer run). Reported per recipe:
+Spearman and Kendall tau-b of short0 against long0, the Spearman of short0 against short1, each with a
+percentile bootstrap 95% interval; the named configs' short top-1; the wall seconds of a short training;
+and, where two long seeds exist, every short seed against every long seed, the long seeds against each
+other and the seed means. Every training is written to the JSON file as soon as it ends, and a rerun
+with the same file resumes (what is stored is not trained again). `--device cuda` trains on a GPU (true
+fp32: TF32 is turned off), which makes a sweep of many recipes take minutes. Prints tables; asserts nothing."""
 
 from __future__ import annotations
 
@@ -41,6 +43,9 @@ SPACE = Path(__file__).resolve().parents[1] / "spaces" / "fasternet.yaml"
 NAMED_KEYS = ("t0", "t1", "t2")
 
 
+OPTIONS = {"clip": "grad_clip", "ls": "label_smoothing"}  # recipe suffixes: +clip=1.0 +ls=0.1
+
+
 @dataclass(frozen=True)
 class Recipe:
     epochs: int
@@ -49,22 +54,38 @@ class Recipe:
     batch_size: int = 64
     resolution: int = 32
     max_test: int = 2000
+    grad_clip: float | None = None
+    label_smoothing: float = 0.0
 
     @classmethod
     def parse(cls, text: str) -> Recipe:
-        parts = text.split(":")
+        head, *options = text.split("+")
+        parts = head.split(":")
         if not 3 <= len(parts) <= 6:
-            raise argparse.ArgumentTypeError(f"recipe {text!r}: expected EPOCHS:MAX_TRAIN:LR[:BATCH[:RES[:MAX_TEST]]]")
+            raise argparse.ArgumentTypeError(f"recipe {text!r}: expected EPOCHS:MAX_TRAIN:LR[:BATCH[:RES[:MAX_TEST]]]"
+                                             "[+clip=NORM][+ls=SMOOTHING]")
         kinds = (int, int, float, int, int, int)
-        return cls(*(kind(p) for kind, p in zip(kinds, parts, strict=False)))
+        extra = {}
+        for option in options:
+            name, _, value = option.partition("=")
+            if name not in OPTIONS:
+                raise argparse.ArgumentTypeError(f"recipe {text!r}: unknown option {name!r}; allowed: {list(OPTIONS)}")
+            extra[OPTIONS[name]] = float(value)
+        return cls(*(kind(p) for kind, p in zip(kinds, parts, strict=False)), **extra)
 
     @property
     def key(self) -> str:
-        return f"{self.epochs}:{self.max_train}:{self.lr:g}:{self.batch_size}:{self.resolution}:{self.max_test}"
+        key = f"{self.epochs}:{self.max_train}:{self.lr:g}:{self.batch_size}:{self.resolution}:{self.max_test}"
+        if self.grad_clip is not None:
+            key += f"+clip={self.grad_clip:g}"
+        if self.label_smoothing:
+            key += f"+ls={self.label_smoothing:g}"
+        return key
 
     def proxy(self, multiplier: int, threads: int | None) -> ProxyConfig:
         return ProxyConfig(epochs=self.epochs * multiplier, resolution=self.resolution, batch_size=self.batch_size,
-                           lr=self.lr, threads=threads)
+                           lr=self.lr, grad_clip=self.grad_clip, label_smoothing=self.label_smoothing,
+                           threads=threads)
 
 
 def candidates(n_random: int, max_gmacs: float, space_seed: int) -> list[tuple[str, object]]:
@@ -127,7 +148,11 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=None,
                         help="seconds; start no training after this (what is stored is still reported)")
     parser.add_argument("--runs", default="short0,long0,short1",
-                        help="which trainings to make (short0, long0, short1); the rest are reported where stored")
+                        help="trainings to make, in this order: shortK (seed K) or longK; the rest are reported "
+                             "where stored")
+    parser.add_argument("--device", default="cpu", help="where to train (cpu, cuda, cuda:N)")
+    parser.add_argument("--by-candidate", action="store_true",
+                        help="train every run of a candidate before the next (a stop part-way keeps whole pairs)")
     parser.add_argument("--report-only", action="store_true", help="train nothing; report what the JSON holds")
     args = parser.parse_args()
     recipes = [Recipe.parse(t) for t in args.recipes.split(",") if t]
@@ -148,33 +173,37 @@ def main() -> None:
             continue
         dataset = load_dataset(args.data, recipe.resolution, seed=0, max_train=recipe.max_train,
                                max_test=recipe.max_test)
-        # short seed 0 for all, then long seed 0, then short seed 1: a stop part-way keeps the most useful pairs
-        for run, multiplier, seed in (("short0", 1, 0), ("long0", args.multiplier, 0), ("short1", 1, 1)):
-            if run not in args.runs.split(","):
+        # in the order given (by default short seed 0, long seed 0, short seed 1): a stop part-way keeps the
+        # most useful pairs
+        runs = args.runs.split(",")
+        jobs = ([(run, c) for c in cands for run in runs] if args.by_candidate
+                else [(run, c) for run in runs for c in cands])
+        for run, (name, spec) in jobs:
+            kind, seed = run.rstrip("0123456789"), int(run[len(run.rstrip("0123456789")):] or 0)
+            multiplier = {"short": 1, "long": args.multiplier}[kind]
+            entry = store.setdefault(name, {})
+            if run in entry:
                 continue
-            for name, spec in cands:
-                entry = store.setdefault(name, {})
-                if run in entry:
-                    continue
-                if args.time_limit is not None and time.monotonic() - started > args.time_limit:
-                    print(f"time limit reached: stopped before {recipe.key} {run} {name}")
-                    stopped = True
-                    break
-                t = time.perf_counter()
-                try:
-                    curve = train_proxy(spec, dataset, recipe.proxy(multiplier, args.threads), seed=seed)
-                    acc = curve[-1]
-                except ProxyDiverged:
-                    curve, acc = [], None
-                seconds = time.perf_counter() - t
-                entry[run] = {"acc": acc, "curve": curve, "seconds": seconds, "threads": args.threads}
-                save(args.json, data)
-                print(f"  {recipe.key} {run:6s} {name:4s} top-1 {acc if acc is None else f'{acc:.3f}'} "
-                      f"{seconds:6.1f} s", flush=True)
-            if stopped:
+            if args.time_limit is not None and time.monotonic() - started > args.time_limit:
+                print(f"time limit reached: stopped before {recipe.key} {run} {name}")
+                stopped = True
                 break
+            t = time.perf_counter()
+            try:
+                curve = train_proxy(spec, dataset, recipe.proxy(multiplier, args.threads), seed=seed,
+                                    device=args.device)
+                acc = curve[-1]
+            except ProxyDiverged:
+                curve, acc = [], None
+            seconds = time.perf_counter() - t
+            entry[run] = {"acc": acc, "curve": curve, "seconds": seconds, "threads": args.threads,
+                          "device": args.device}
+            save(args.json, data)
+            print(f"  {recipe.key} {run:6s} {name:4s} top-1 {acc if acc is None else f'{acc:.3f}'} "
+                  f"{seconds:6.1f} s", flush=True)
     save(args.json, data)
     report(recipes, cands, data, args.multiplier)
+    seed_report(recipes, cands, data)
 
 
 def report(recipes: list[Recipe], cands, data: dict, multiplier: int) -> None:
@@ -232,6 +261,34 @@ def report(recipes: list[Recipe], cands, data: dict, multiplier: int) -> None:
     print(format_table(["recipe e:n:lr:b:res:test", "pairs", "Spearman", "Kendall tau-b", "seed Spearman",
                         "T0/T1/T2 short top-1", "T0/T1/T2 long top-1", "mean short s", "T0 short s",
                         "total s"], summary))
+
+
+def seed_report(recipes: list[Recipe], cands, data: dict) -> None:
+    """Where a recipe has two or more seeds of the long run: every short seed against every long seed, the
+    long run against itself (how much a single long run can be trusted as the reference), and seed means.
+    Over the candidates that hold every run."""
+    rows = []
+    for recipe in recipes:
+        store = data["results"].get(recipe.key, {})
+        runs = sorted({run for entry in store.values() for run in entry})
+        shorts, longs = [r for r in runs if r.startswith("short")], [r for r in runs if r.startswith("long")]
+        if len(longs) < 2 or not shorts:
+            continue
+        names = [n for n, _ in cands if all((store.get(n, {}).get(r) or {}).get("acc") is not None
+                                            for r in shorts + longs)]
+        if len(names) < 8:  # a rank correlation over fewer says little
+            continue
+        acc = {r: [store[n][r]["acc"] for n in names] for r in shorts + longs}
+        long_mean = np.mean([acc[r] for r in longs], axis=0)
+        cells = [(f"{a} vs {b}", acc[a], acc[b]) for a in shorts for b in longs]
+        cells += [(f"{longs[0]} vs {longs[1]}", acc[longs[0]], acc[longs[1]])]
+        cells += [(f"{a} vs long mean", acc[a], long_mean) for a in shorts]
+        if len(shorts) > 1:
+            cells.append(("short mean vs long mean", np.mean([acc[r] for r in shorts], axis=0), long_mean))
+        rows += [[recipe.key, what, f"{len(names)}", fmt_corr(*corr(spearman, x, y))] for what, x, y in cells]
+    if rows:
+        print("\nSeeds of the long run (Spearman, bootstrap 95% interval):")
+        print(format_table(["recipe", "compared", "candidates", "Spearman"], rows))
 
 
 if __name__ == "__main__":

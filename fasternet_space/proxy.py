@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +30,8 @@ class ProxyConfig:
     batch_size: int = 64
     lr: float = 2e-3  # AdamW peak learning rate of the one-cycle schedule
     weight_decay: float = 0.05
+    grad_clip: float | None = 1.0  # largest gradient norm a step applies (None: none; without it 4x longer runs collapse)
+    label_smoothing: float = 0.0  # of the cross-entropy loss
     threads: int | None = None  # None: torch's default (all cores)
 
 
@@ -39,12 +42,25 @@ def proxy_spec(spec: ArchSpec, dataset: Dataset) -> ArchSpec:
 
 def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
     model.eval()
+    device = next(model.parameters()).device
     correct = 0
     with torch.inference_mode():
         for start in range(0, len(y), batch_size):
-            logits = model(x[start:start + batch_size])
-            correct += int((logits.argmax(1) == y[start:start + batch_size]).sum())
+            logits = model(x[start:start + batch_size].to(device))
+            correct += int((logits.argmax(1).cpu() == y[start:start + batch_size]).sum())
     return correct / len(y)
+
+
+@contextlib.contextmanager
+def exact_fp32() -> Iterator[None]:
+    """CUDA convolutions and matmuls in true fp32 (torch lets cuDNN use TF32 by default), so that a
+    recipe trains the same on a GPU as on a CPU up to summation order; restores the settings after."""
+    previous = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = previous
 
 
 class ThreadChooser:
@@ -81,13 +97,17 @@ class ThreadChooser:
 
 def train_proxy(spec: ArchSpec, dataset: Dataset, config: ProxyConfig = ProxyConfig(), seed: int = 0,
                 on_epoch: Callable[[int, float], None] | None = None,
-                should_stop: Callable[[], bool] | None = None) -> list[float]:
+                should_stop: Callable[[], bool] | None = None, device: str = "cpu") -> list[float]:
     """Trains from scratch; returns held-out top-1 after each epoch. `on_epoch(epoch, acc)` may raise to stop;
-    `should_stop()` is polled every step and raises KeyboardInterrupt when it answers True (a user's Ctrl-C)."""
-    with cpu_threads(config.threads) as threads:
-        chooser = ThreadChooser(threads) if config.threads is None and threads > 1 else None
+    `should_stop()` is polled every step and raises KeyboardInterrupt when it answers True (a user's Ctrl-C).
+    `device` is where the training runs (cpu, cuda, cuda:N, mps); the initial weights and the batch order
+    are drawn on the CPU, so they are the same for a seed on every device."""
+    on_cpu = torch.device(device).type == "cpu"
+    with cpu_threads(config.threads) as threads, exact_fp32():
+        chooser = ThreadChooser(threads) if on_cpu and config.threads is None and threads > 1 else None
         torch.manual_seed(seed)
-        model = build_model(proxy_spec(spec, dataset))
+        model = build_model(proxy_spec(spec, dataset)).to(device)
+        train_x, train_y = dataset.train_x.to(device), dataset.train_y.to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         steps_per_epoch = math.ceil(len(dataset.train_y) / config.batch_size)
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, pct_start=0.15,
@@ -104,11 +124,15 @@ def train_proxy(spec: ArchSpec, dataset: Dataset, config: ProxyConfig = ProxyCon
                 if len(index) < 2:  # BatchNorm needs more than one sample
                     continue
                 started = time.perf_counter()
-                loss = F.cross_entropy(model(dataset.train_x[index]), dataset.train_y[index])
+                if not on_cpu:
+                    index = index.to(device)
+                loss = F.cross_entropy(model(train_x[index]), train_y[index], label_smoothing=config.label_smoothing)
                 if not torch.isfinite(loss):
                     raise ProxyDiverged(f"training loss is {loss.item()} at epoch {epoch + 1}")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if config.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
                 schedule.step()
                 if chooser is not None and chooser.deciding:

@@ -88,6 +88,9 @@ class SearchConfig:
                             ("proxy_lr", self.proxy.lr)):
             if value is not None and not value > 0:
                 raise SearchError(name, f"{value:g}", "allowed: a positive number")
+        if self.proxy.grad_clip is not None and not self.proxy.grad_clip > 0:
+            raise SearchError("proxy_grad_clip", f"{self.proxy.grad_clip:g}", "allowed: a positive gradient norm, "
+                              "or none (0 on the command line) for no clipping")
         for name, value in (("proxy_epochs", self.proxy.epochs), ("proxy_resolution", self.proxy.resolution)):
             if value < 1:
                 raise SearchError(name, value, "allowed: a positive integer")
@@ -129,6 +132,8 @@ class SearchConfig:
                 "proxy_resolution": proxy.resolution, "proxy_batch_size": proxy.batch_size, "proxy_lr": proxy.lr,
                 "max_train_samples": self.max_train_samples, "space": str(self.space),
                 "space_sha256": hashlib.sha256(Path(self.space).read_bytes()).hexdigest(),
+                # absent when off, as in the studies written before clipping was the default
+                **({"proxy_grad_clip": proxy.grad_clip} if proxy.grad_clip is not None else {}),
                 **({"accuracy": self.accuracy} if self.accuracy != "train" else {}),
                 **({"runtime": self.runtime} if self.runtime != "torch" else {}),
                 **({"latency": self.latency, "latency_table_sha256": hashlib.sha256(

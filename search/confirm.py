@@ -36,8 +36,8 @@ def pending(records: list[TrialRecord], seeds: list[int]) -> list[tuple[TrialRec
 
 def confirm(study: optuna.Study, dataset: Dataset, proxy: ProxyConfig, seed: int, count: int,
             on_result: Callable[[TrialRecord, int, float], None] | None = None,
-            stop: threading.Event | None = None) -> int:
-    """Trains what `pending` names until nothing is, or `stop` is set; returns how many trainings ran.
+            stop: threading.Event | None = None, device: str = "cpu") -> int:
+    """Trains (on `device`) what `pending` names until nothing is, or `stop` is set; returns how many ran.
     A training that diverges is skipped (the trial keeps the seeds it has)."""
     stop = stop or threading.Event()
     seeds = confirmation_seeds(seed, count)
@@ -54,7 +54,8 @@ def confirm(study: optuna.Study, dataset: Dataset, proxy: ProxyConfig, seed: int
             try:
                 if spec is None:
                     raise ProxyDiverged("no spec stored")
-                accuracy = train_proxy(spec, dataset, proxy, seed=extra_seed, should_stop=stop.is_set)[-1]
+                accuracy = train_proxy(spec, dataset, proxy, seed=extra_seed, should_stop=stop.is_set,
+                                       device=device)[-1]
             except ProxyDiverged:
                 skipped.add((record.number, extra_seed))
                 continue

@@ -129,11 +129,12 @@ class Recipe:
     max_train_samples: int | None
     max_test_samples: int | None
     seed: int  # the study's: data split and the short proxy's initialisation
+    grad_clip: float | None = None  # None: the study trained without clipping
     assumed: bool = False  # no proxy_setup stored: seed and max_test_samples are SearchConfig's defaults
 
     def proxy(self, multiplier: int = 1) -> ProxyConfig:
         return ProxyConfig(epochs=self.epochs * multiplier, resolution=self.resolution, batch_size=self.batch_size,
-                           lr=self.lr)
+                           lr=self.lr, grad_clip=self.grad_clip)
 
 
 def read_recipe(study: optuna.Study) -> Recipe:
@@ -149,7 +150,7 @@ def read_recipe(study: optuna.Study) -> Recipe:
                   batch_size=int(setting["proxy_batch_size"]), lr=float(setting["proxy_lr"]),
                   epochs=int(setting["proxy_epochs"]), max_train_samples=setting["max_train_samples"],
                   max_test_samples=merged["max_test_samples"], seed=int(merged["seed"]),
-                  assumed=not all(k in stored for k in SETUP_DEFAULTS))
+                  grad_clip=setting.get("proxy_grad_clip"), assumed=not all(k in stored for k in SETUP_DEFAULTS))
 
 
 # --------------------------------------------------------------------------------------------- storage

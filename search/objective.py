@@ -164,7 +164,7 @@ class Objective:
         try:
             with device_lock(config.lock_dir, config.device, exclusive=False):
                 final = train_proxy(spec, self.dataset, config.proxy, seed=config.seed, on_epoch=on_epoch,
-                                    should_stop=self.stop.is_set)
+                                    should_stop=self.stop.is_set, device=config.device)
         except ProxyDiverged as exc:
             writer.failure(f"proxy training diverged: {exc}")
             raise

@@ -252,7 +252,7 @@ def run_search(config: SearchConfig, on_trial: Callable[[optuna.Study, FrozenTri
     if config.worker_index == 0 and not stop.is_set():
         try:
             outcome.confirmations = confirm(study, dataset, config.proxy, config.seed, config.confirm,
-                                            on_result=on_confirm, stop=stop)
+                                            on_result=on_confirm, stop=stop, device=config.device)
         except KeyboardInterrupt:
             stop.set()
     outcome.stale_failed += fail_stale_trials(study)

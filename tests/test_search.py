@@ -2,11 +2,14 @@ import json
 
 import optuna
 import pytest
+import torch
 import yaml
 
 from fasternet_space import ArchSpec, load_spec
+from fasternet_space import proxy as proxy_module
 from fasternet_space.data import load_dataset
-from fasternet_space.proxy import ProxyConfig, train_proxy
+from fasternet_space.model import build_model
+from fasternet_space.proxy import ProxyConfig, proxy_spec, train_proxy
 from search import SearchConfig, SearchError, SearchSpace, TrialRecord, parse_budget, read_trials
 from search import objective as objective_module
 from search.objective import Objective
@@ -97,6 +100,33 @@ def test_proxy_is_deterministic_for_a_seed():
     assert train_proxy(spec, dataset, config, seed=3) == train_proxy(spec, dataset, config, seed=3)
 
 
+def test_gradient_clipping_bounds_each_step_and_is_part_of_the_setting():
+    spec = ArchSpec(embed_dim=8, depths=(1, 1, 1, 1), feature_dim=16, input_size=64)
+    dataset = load_dataset("digits", 32, seed=3, max_train=128, max_test=64)
+
+    def moved(grad_clip):
+        torch.manual_seed(3)
+        start = [p.detach().clone() for p in build_model(proxy_spec(spec, dataset)).parameters()]
+        trained = []
+        real_evaluate = proxy_module.evaluate
+        proxy_module.evaluate = lambda model, *a, **k: trained.append(model) or real_evaluate(model, *a, **k)
+        try:
+            train_proxy(spec, dataset, ProxyConfig(epochs=1, batch_size=32, threads=1, weight_decay=0.0,
+                                                   grad_clip=grad_clip), seed=3)
+        finally:
+            proxy_module.evaluate = real_evaluate
+        return sum(float((p.detach() - q).abs().sum()) for p, q in zip(trained[0].parameters(), start, strict=True))
+
+    # AdamW normalises the gradient's scale, so a norm far below its epsilon (1e-8) all but stops the steps
+    assert moved(1e-12) < 0.01 * moved(None)
+    assert moved(1.0) > 0.5 * moved(None)
+    clipped, unclipped = SearchConfig(), SearchConfig(proxy=ProxyConfig(grad_clip=None))
+    assert clipped.setting()["proxy_grad_clip"] == ProxyConfig().grad_clip == 1.0
+    assert "proxy_grad_clip" not in unclipped.setting()  # as studies written before clipping record it
+    with pytest.raises(SearchError, match="proxy_grad_clip"):
+        SearchConfig(proxy=ProxyConfig(grad_clip=-1.0)).validate()
+
+
 def test_training_threads_are_chosen_by_measuring_the_first_steps():
     from fasternet_space.proxy import ThreadChooser
 
@@ -151,6 +181,7 @@ def test_search_bad_input(tiny_space_file, tmp_path):
     base = ["search", "--space", str(tiny_space_file), "--storage", f"sqlite:///{tmp_path / 'b.db'}"]
     assert_one_line_error(run_cli(*base, "--latency-budget", "20 parsecs"), "20 parsecs", "ms or s")
     assert_one_line_error(run_cli(*base, "--n-trials", "-3"), "--n-trials", "positive")
+    assert_one_line_error(run_cli(*base, "--proxy-grad-clip", "-1"), "--proxy-grad-clip -1", "0 on the command line")
     assert_one_line_error(run_cli(*base, "--data", "svhn"), "svhn", "digits, fashion, fashion-mnist:DIR")
     assert_one_line_error(run_cli(*base, "--sampler", "grid", "--space", "spaces/fasternet.yaml", "--n-trials", "1",
                                   "--space", str(tmp_path / "missing.yaml")), "file not found")

@@ -5,7 +5,8 @@ with --table RUNTIME=PATH), then sample --specs random specs of the space with a
 the profile measured (its fit and held-out networks), measure each whole network in that runtime and predict
 it from the table. Prints, per runtime: the share of predictions within +-10% of the measured latency, the
 median and largest relative error, Spearman of predicted vs measured and of FLOPs vs measured, the mean time
-of one prediction, and the profiling time. Writes every number (and each spec's pair) to --out. Asserts
+of one prediction, and the profiling time; with --remeasure, how well a second measurement of each spec
+agrees with the first (the floor under any predictor's error on this machine). Writes every number (and each spec's pair) to --out. Asserts
 nothing.
 
     python benchmarks/latency_predictor.py --specs 100 --runtimes torch,onnxruntime \\
@@ -37,7 +38,7 @@ MEASURE = TimingPolicy(warmup=3, min_repeats=10, max_time_s=3.0, rel_ci=0.02)
 
 
 def evaluate(table: LatencyTable, space: SearchSpace, runtime: str, n_specs: int, seed: int,
-             threads: int) -> dict:
+             threads: int, remeasure: bool = False) -> dict:
     used = set(table.profile.get("fit_networks", [])) | set(table.profile.get("held_out_networks", []))
     specs = distinct_specs(space.sample_specs(8 * n_specs, seed=seed), n_specs, exclude=used)
     rows = []
@@ -53,6 +54,19 @@ def evaluate(table: LatencyTable, space: SearchSpace, runtime: str, n_specs: int
                      "flops": count(spec).flops, "predict_us": predict_s * 1e6})
         print(f"[{runtime}] {i + 1}/{len(specs)}: measured {measured:.2f} ms, predicted {predicted:.2f} ms",
               file=sys.stderr, flush=True)
+    repeat = {}
+    if remeasure:  # a second pass, in reverse order: how far one measurement is from the next, minutes later
+        for i, (spec, row) in enumerate(reversed(list(zip(specs, rows, strict=True)))):
+            with spec_session(spec, runtime, threads=threads) as session:
+                row["remeasured_ms"] = session.measure(MEASURE).latency_ms
+            print(f"[{runtime}] re-measure {i + 1}/{len(specs)}: {row['remeasured_ms']:.2f} ms (first "
+                  f"{row['measured_ms']:.2f})", file=sys.stderr, flush=True)
+        drift = [abs(r["remeasured_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows]
+        to_mean = [abs(r["predicted_ms"] - (r["measured_ms"] + r["remeasured_ms"]) / 2)
+                   / ((r["measured_ms"] + r["remeasured_ms"]) / 2) for r in rows]
+        repeat = {"remeasure_within_10pct": sum(e <= 0.1 for e in drift) / len(drift),
+                  "remeasure_median_rel": statistics.median(drift), "remeasure_max_rel": max(drift),
+                  "within_10pct_of_mean": sum(e <= 0.1 for e in to_mean) / len(to_mean)}
     errors = [abs(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows]
     measured = [r["measured_ms"] for r in rows]
     return {
@@ -62,7 +76,7 @@ def evaluate(table: LatencyTable, space: SearchSpace, runtime: str, n_specs: int
         "spearman_flops": spearman([r["flops"] for r in rows], measured),
         "predict_us_mean": statistics.fmean(r["predict_us"] for r in rows),
         "profile_seconds": table.profile.get("seconds"), "table_error": table.error, "protocol": table.protocol,
-        "rows": rows,
+        **repeat, "rows": rows,
     }
 
 
@@ -76,6 +90,9 @@ def main() -> None:
     parser.add_argument("--table", action="append", default=[], help="RUNTIME=PATH: use this table, no profiling.")
     parser.add_argument("--save-tables", help="Folder to save the profiled tables in.")
     parser.add_argument("--out", default="latency_predictor.json")
+    parser.add_argument("--remeasure", action="store_true",
+                        help="Measure every spec a second time (reverse order): the measurement's own repeatability, "
+                             "the floor under any predictor's error")
     args = parser.parse_args()
     given = dict(item.split("=", 1) for item in args.table)
     space = SearchSpace.from_yaml(args.space)
@@ -87,7 +104,7 @@ def main() -> None:
             table = profile(space, runtime, threads=args.threads)
             if args.save_tables:
                 table.save(Path(args.save_tables) / f"table_{runtime}.json")
-        results.append(evaluate(table, space, runtime, args.specs, args.seed, args.threads))
+        results.append(evaluate(table, space, runtime, args.specs, args.seed, args.threads, args.remeasure))
     print(f"{device_name(torch.device('cpu'))}, {args.threads} thread(s), batch 1, space {space.name}, "
           f"{args.specs} specs (seed {args.seed}) not used in profiling")
     print(f"{'runtime':12} {'within 10%':>10} {'median err':>10} {'max err':>8} {'Spearman pred':>13} "
@@ -97,6 +114,11 @@ def main() -> None:
         print(f"{r['runtime']:12} {100 * r['within_10pct']:>9.0f}% {100 * r['median_rel_error']:>9.1f}% "
               f"{100 * r['max_rel_error']:>7.1f}% {r['spearman_predicted']:>13.3f} {r['spearman_flops']:>14.3f} "
               f"{r['predict_us_mean']:>10.0f} {minutes:>11}")
+        if "remeasure_within_10pct" in r:
+            print(f"{'':12} second measurement of the same specs: {100 * r['remeasure_within_10pct']:.0f}% within "
+                  f"10% of the first (median {100 * r['remeasure_median_rel']:.1f}%, max "
+                  f"{100 * r['remeasure_max_rel']:.1f}%); predictions within 10% of the two's mean: "
+                  f"{100 * r['within_10pct_of_mean']:.0f}%")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"space": args.space, "seed": args.seed, "results": results}, indent=1))
     print(f"wrote {args.out}")

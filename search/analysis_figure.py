@@ -15,8 +15,9 @@ FONT = dict(family="Helvetica, Arial, sans-serif", size=12)
 
 
 def importance_figure(analysis: Analysis) -> go.Figure:
-    """One panel per target: each free parameter's importance by fANOVA and by PED-ANOVA."""
-    targets = list(TARGETS)
+    """One panel per target: each free parameter's importance by fANOVA and by PED-ANOVA. A census (no
+    trained trial) has no accuracy panel."""
+    targets = [t for t in TARGETS if t != "accuracy" or analysis.n_trained]
     titles = []
     for target in targets:
         n = max(analysis.importance(target, e).n_trials for e in EVALUATORS)
@@ -61,7 +62,7 @@ def edf_figure(group: EdfGroup) -> go.Figure:
         fig.add_trace(go.Scatter(
             x=xs, y=ys, mode="lines", line=dict(shape="hv", width=2, color=PALETTE[i % len(PALETTE)],
                                                 dash="solid" if curve.stable else "dot"),
-            name=name + ("" if curve.stable else " (few)"),
+            name=name + ("" if curve.stable else " (few)"), showlegend=True,  # plotly hides a lone trace's
             hovertemplate=f"{group.param}={curve.label}: %{{y:.0%}} of {curve.n} at error ≤ %{{x:.1f}}%<extra></extra>"))
     if not group.curves:
         fig.add_annotation(text="no trained trials", x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,

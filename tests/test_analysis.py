@@ -5,6 +5,7 @@ the paper's choices come out right; the census runs end to end through the CLI a
 import json
 import math
 import random
+from dataclasses import replace
 
 import optuna
 import pytest
@@ -15,6 +16,7 @@ from fasternet_space import count
 from fasternet_space.measure import Measurement, Protocol
 from search import read_trials
 from search.analysis import MIN_IMPORTANCE_TRIALS, NOT_ENOUGH, analyze, analyze_study, levels, study_space
+from search.analysis_figure import edf_figure, importance_figure
 from search.analysis_report import format_text, html_report, write_analysis
 from search.analysis_stats import adjusted_ratio, edf, median_interval
 from search.space import Free, SearchSpace
@@ -161,6 +163,10 @@ def test_json_holds_every_section_and_html_is_offline(known, tmp_path):
     assert page.count("<script>/**") == 1 and len(page) > 3_000_000  # plotly.js inlined, once
     assert "<script src=" not in page and "EDF of proxy error by act" in page
     assert "GELU" in format_text(a)
+    # every EDF names its curves, also a parameter whose trials fell in a single bin
+    lone = next(g for g in a.edfs if g.curves)
+    lone = replace(lone, curves=lone.curves[:1])
+    assert [t.showlegend for t in edf_figure(lone).data] == [True]
 
 
 def test_few_trials_and_a_guided_sampler_are_warned_about(quiet_optuna):
@@ -226,6 +232,9 @@ def test_census_runs_through_the_cli_and_analyze_reads_it(tmp_path, capsys):
     assert data["samplers"] == ["random"] and any("need trained trials" in n for n in data["notes"])
     assert all(g["rows"] for g in data["costs"]) and out.stat().st_size > 1_000_000
     assert write_report(load_study("census", storage), tmp_path / "p.html").stat().st_size > 0  # pareto copes
+    census = analyze_study(load_study("census", storage))
+    titles = [a.text for a in importance_figure(census).layout.annotations]
+    assert not any(t.startswith("accuracy") for t in titles) and any(t.startswith("latency (n=3)") for t in titles)
     assert main(["analyze", "--study", "nope", "--storage", storage]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and error.startswith("error: --study 'nope'") and "'census'" in error

@@ -449,8 +449,11 @@ def print_search_summary(outcome, budget_ms, best_path, export_dir) -> None:
     counts = {s: sum(r.status == s for r in records) for s in (TRAINED, SCORED, MEASURED, OVER_BUDGET, PRUNED, FAILED)}
     scored = f"{counts[SCORED]} scored without training, " if counts[SCORED] else ""
     scored += f"{counts[MEASURED]} measured only (census), " if counts[MEASURED] else ""
+    predicted_over = sum(r.status == OVER_BUDGET and r.latency_source == "predicted" for r in records)
+    how = (f"{counts[OVER_BUDGET] - predicted_over} measured, {predicted_over} predicted by the latency table; "
+           if predicted_over else "measured; ") + "not trained"
     click.echo(f"study {study.study_name!r}: {counts[TRAINED]} trained within budget, {scored}{counts[OVER_BUDGET]} over "
-               f"the {budget_ms:g} ms budget (measured, not trained), {counts[PRUNED]} pruned, {counts[FAILED]} "
+               f"the {budget_ms:g} ms budget ({how}), {counts[PRUNED]} pruned, {counts[FAILED]} "
                f"failed; {outcome.elapsed_s / 60:.1f} min this run")
     front = pareto_front(records)
     table = [[r.number, r.named or "", _accuracy(r), _fixed(r.latency_ms, 2), human(r.flops or 0),

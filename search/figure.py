@@ -159,8 +159,14 @@ def _budget_zone(fig: go.Figure, d: FigureData) -> None:
                       row=1, col=col, exclude_empty_subplots=False)
     if d.over:  # the label explains the markers along the bottom; with none there, it would explain nothing
         fig.add_annotation(x=d.x.coord(d.x.middle(d.budget_ms)), y=0.45, xref="x", yref="y domain",
-                           showarrow=False, text="over budget: measured, not trained<br>(shown along the bottom)",
+                           showarrow=False, text=f"over budget: {over_how(d.over)}, not trained<br>(shown along the bottom)",
                            font=dict(size=12, color="#777"))
+
+
+def over_how(over) -> str:
+    """How the over-budget points' latencies were obtained: measured, predicted, or both."""
+    kinds = {p.predicted for p in over}
+    return "measured or predicted" if kinds == {True, False} else "predicted" if kinds == {True} else "measured"
 
 
 def _budget_line(fig: go.Figure, d: FigureData) -> None:

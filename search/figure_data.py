@@ -61,6 +61,7 @@ class Point:
     gmacs: float | None  # G multiply-adds at batch 1
     gflops_per_s: float | None  # achieved G multiply-adds per second
     hover: str
+    predicted: bool = False  # its latency is a latency table's prediction (never built nor timed)
 
 
 def point(record: TrialRecord) -> Point | None:
@@ -81,6 +82,7 @@ def point(record: TrialRecord) -> Point | None:
         acc_ci=None if ci is None else (100.0 * ci[0], 100.0 * ci[1]),
         gmacs=record.flops / 1e9 if record.flops else None, gflops_per_s=None if per_s is None else per_s / 1e9,
         hover=hover_text(record, None if acc is None else 100.0 * acc),
+        predicted=record.latency_source == "predicted",
     )
 
 
@@ -89,7 +91,8 @@ def status_text(record: TrialRecord) -> str:
     if record.status == TRAINED:
         return "trained, on the Pareto front" if record.pareto else "trained, behind the front"
     if record.status == OVER_BUDGET and record.over_budget_ms is not None:
-        return f"over budget by {record.over_budget_ms:.2f} ms"
+        how = " (predicted by the latency table)" if record.latency_source == "predicted" else ""
+        return f"over budget by {record.over_budget_ms:.2f} ms{how}"
     return record.status
 
 

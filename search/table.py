@@ -38,6 +38,8 @@ FIXED_COLUMNS = (
     "latency_ci_low_ms",
     "latency_ci_high_ms",
     "latency_settled",  # the latency's interval settled before the timing cap (false: a busy machine)
+    "latency_source",  # measured, or predicted (by a latency table: never built nor timed)
+    "latency_borderline",  # its first interval straddled the budget, so it was re-measured longer
     "over_budget_ms",  # measured latency minus the budget (negative: within it)
     "gmacs",  # G multiply-adds at batch 1
     "achieved_gmacs_per_s",  # G multiply-adds per second at the measured latency
@@ -91,6 +93,8 @@ def row(record: TrialRecord, params: Sequence[str], scores: Sequence[str] = ()) 
         "latency_ci_low_ms": _fixed(ci[0], 3),
         "latency_ci_high_ms": _fixed(ci[1], 3),
         "latency_settled": "" if record.latency_stable is None else str(record.latency_stable).lower(),
+        "latency_source": record.latency_source or ("measured" if record.latency_ms is not None else ""),
+        "latency_borderline": "" if record.latency_borderline is None else str(record.latency_borderline).lower(),
         "over_budget_ms": _fixed(record.over_budget_ms, 3),
         "gmacs": _significant(None if record.flops is None else record.flops / 1e9),
         "achieved_gmacs_per_s": _significant(None if record.flops_per_s is None else record.flops_per_s / 1e9),

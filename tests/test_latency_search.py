@@ -125,6 +125,16 @@ def test_auto_records_a_far_over_budget_candidate_without_building_it(monkeypatc
         assert record.latency_ms >= 900 and "predicted" in record.reason and "not built" in record.reason
         assert record.protocol["runtime_name"] == "torch" and record.latency_borderline is None
     assert built == []
+    # the CSV, the hover text and the plot's label say the latency was predicted
+    from search.figure import over_how
+    from search.figure_data import point, status_text
+    from search.table import rows as table_rows
+
+    records = [TrialRecord.from_trial(t) for t in study.trials]
+    _, rows = table_rows(records)
+    assert [(r["latency_source"], r["latency_borderline"]) for r in rows] == [("predicted", "")] * 2
+    assert "(predicted by the latency table)" in status_text(records[0])
+    assert over_how([point(r) for r in records]) == "predicted"
 
 
 def test_auto_measures_a_candidate_the_table_cannot_rule_out(monkeypatch, tmp_path, quiet_optuna):

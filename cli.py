@@ -552,10 +552,13 @@ def pareto(study_name, storage, out, budget) -> None:
                    "peak learning rate (an integer >= 2).")
 @click.option("--seed", type=int, help="Training seed of the longer run and of the short rerun (not the study's "
               "own) [default: the study's seed + 1]. The sample does not depend on it.")
+@click.option("--long-seeds", type=int, default=1, show_default=True,
+              help="Seeds of the longer run: with 2 or more, their mean is the reference and the report says how "
+                   "well one longer run agrees with another (the reference's own noise).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False),
               help="Scatter plot, short vs long top-1: FILE.html (offline) or .png/.svg/.pdf (need Chromium).")
-def fidelity(study_name, storage, sample, budget_multiplier, seed, fmt, out) -> None:
+def fidelity(study_name, storage, sample, budget_multiplier, seed, long_seeds, fmt, out) -> None:
     """How far to trust the short proxy: retrain a sample of trained trials for M times the epochs, and the short
     recipe with another seed; Spearman and Kendall tau-b with bootstrap 95% intervals. Every result is stored in
     the study, so a rerun trains only what is missing."""
@@ -563,11 +566,11 @@ def fidelity(study_name, storage, sample, budget_multiplier, seed, fmt, out) -> 
     from search import load_study
     from search.fidelity_plot import check_out, write_scatter
 
-    fidelity_lib.check_arguments(sample, budget_multiplier)
+    fidelity_lib.check_arguments(sample, budget_multiplier, long_seeds)
     if out:
         check_out(out)
     study = load_study(study_name, storage or DEFAULT_STORAGE)
-    plan = fidelity_lib.plan(study, sample, budget_multiplier, seed)
+    plan = fidelity_lib.plan(study, sample, budget_multiplier, seed, long_seeds=long_seeds)
     click.echo(f"{len(plan.sample)} sampled trials: {len(plan.jobs)} trainings to run, {plan.reused} results "
                "stored in the study reused", err=True)
 
@@ -617,17 +620,24 @@ def _fidelity_text(report) -> str:
     from search.fidelity_plot import interval_text
 
     r, long = report.recipe, report.long_epochs
+    seeds = report.long_seeds or (report.seed,)
+    long_header = (f"{long}-epoch top-1 (seed {seeds[0]})" if len(seeds) == 1
+                   else f"{long}-epoch top-1 (mean of seeds {', '.join(map(str, seeds))})")
     table = [[f"#{p.number}", p.named or "", p.why, _fixed(p.latency_ms, 2), f"{p.short_top1:.3f}",
               _fixed(p.long_top1, 3), _fixed(p.rerun_top1, 3)] for p in report.pairs]
     lines = [f"study {report.study!r}: {len(report.pairs)} trials, short proxy {r.epochs} epoch(s) vs {long} "
              f"({report.multiplier}x), {r.data} at {r.resolution} px, batch {r.batch_size}, lr {r.lr:g}",
              "", format_table(["trial", "named", "sampled as", "latency ms", f"short top-1 (seed {r.seed})",
-                               f"{long}-epoch top-1 (seed {report.seed})",
+                               long_header,
                                f"short rerun top-1 (seed {report.seed})"], table), ""]
     for name, c in ((f"Spearman, short vs {long} epochs", report.spearman),
                     (f"Kendall tau-b, short vs {long} epochs", report.kendall),
                     (f"seed-to-seed Spearman, short seed {r.seed} vs {report.seed}", report.seed_spearman)):
         lines.append(f"{name}: {interval_text(c)}  (n={c.n})")
+    if report.long_seed_spearman is not None:
+        c = report.long_seed_spearman
+        lines.append(f"seed-to-seed Spearman, {long} epochs seed {seeds[0]} vs {seeds[1]}: {interval_text(c)}  "
+                     f"(n={c.n}; the reference's own noise)")
     for name, c in report.zero_cost.items():
         lines.append(f"Spearman, zero-cost {name} (untrained) vs {long} epochs: {interval_text(c)}  (n={c.n})")
     lines.append(f"95% intervals: percentile bootstrap over the pairs, {report.resamples} resamples; trained "

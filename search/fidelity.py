@@ -5,6 +5,10 @@ the same training and held-out images (data source, `max_train_samples`, the stu
 held-out size), the same resolution, batch size and peak learning rate (the one-cycle schedule spans the
 longer run). Both retrainings, the long one and a second short one, use another seed than the study's.
 
+With `long_seeds` K > 1 the longer run is repeated under K seeds: its mean is the reference, and the
+Spearman between two of its seeds measures the reference's own noise (the short proxy cannot be expected
+to agree with one long run better than one long run agrees with another).
+
 The sample: the Pareto front, then the named configs, then other trained trials (those already retrained
 first, then in an order fixed by the study's seed), `sample` of them in all, each architecture once.
 Reported: Spearman and Kendall tau-b between the short proxy's top-1 and the long top-1, and the Spearman
@@ -235,7 +239,7 @@ class Plan:
     study_name: str
     recipe: Recipe
     multiplier: int
-    seed: int  # both retrainings' training seed
+    seed: int  # the short rerun's training seed, and the first long run's
     requested: int
     sample: tuple[tuple[TrialRecord, str], ...]  # (record, why: front, named or other)
     jobs: tuple[Job, ...]  # to train, the long ones first
@@ -244,6 +248,11 @@ class Plan:
     repeats: int  # trained trials left out for repeating an architecture
     front: int  # of the available, on the Pareto front
     resamples: int = RESAMPLES
+    long_seeds: tuple[int, ...] = ()  # the longer run's seeds (() : `seed` alone)
+
+    @property
+    def reference_seeds(self) -> tuple[int, ...]:
+        return self.long_seeds or (self.seed,)
 
 
 @dataclass(frozen=True)
@@ -265,10 +274,11 @@ class Pair:
     pareto: bool
     latency_ms: float | None
     short_top1: float  # the study's proxy (the study's seed)
-    long_top1: float | None  # M times the epochs, seed `seed`; None: diverged
+    long_top1: float | None  # M times the epochs: the mean over the long seeds that did not diverge; None: all did
     rerun_top1: float | None  # the short recipe again, seed `seed`; None: diverged
     trained_now: int  # retrainings of this trial done by this run (0: all read from the study)
     zero_cost: dict[str, float] | None = None  # the trial's zero-cost scores, untrained (where the search stored them)
+    long_seeds_top1: tuple[float | None, ...] = ()  # per long seed, in the plan's order (None: diverged)
 
 
 @dataclass(frozen=True)
@@ -287,6 +297,8 @@ class FidelityReport:
     resamples: int = RESAMPLES
     notes: tuple[str, ...] = field(default_factory=tuple)
     zero_cost: dict[str, Correlation] = field(default_factory=dict)  # each score's Spearman vs long
+    long_seeds: tuple[int, ...] = ()  # the longer run's seeds
+    long_seed_spearman: Correlation | None = None  # the longer run's first two seeds against each other
 
     @property
     def long_epochs(self) -> int:
@@ -296,7 +308,7 @@ class FidelityReport:
         r = self.recipe
         return {"study": self.study, "sample": self.requested, "sampled": len(self.pairs),
                 "budget_multiplier": self.multiplier, "short_epochs": r.epochs, "long_epochs": self.long_epochs,
-                "seed": self.seed, "study_seed": r.seed, "data": r.data, "resolution": r.resolution,
+                "seed": self.seed, "long_seeds": list(self.long_seeds or (self.seed,)), "study_seed": r.seed, "data": r.data, "resolution": r.resolution,
                 "batch_size": r.batch_size, "lr": r.lr, "max_train_samples": r.max_train_samples,
                 "max_test_samples": r.max_test_samples, "setup_assumed": r.assumed,
                 "bootstrap_resamples": self.resamples, "interval": LEVEL,
@@ -305,25 +317,30 @@ class FidelityReport:
     def to_dict(self) -> dict[str, Any]:
         return {"settings": self.settings(), "spearman": asdict(self.spearman), "kendall_tau_b": asdict(self.kendall),
                 "seed_spearman": asdict(self.seed_spearman),
+                "long_seed_spearman": asdict(self.long_seed_spearman) if self.long_seed_spearman else None,
                 "zero_cost_spearman": {name: asdict(c) for name, c in self.zero_cost.items()},
                 "trained": self.trained, "reused": self.reused,
                 "notes": list(self.notes), "pairs": [asdict(p) for p in self.pairs]}
 
 
-def check_arguments(sample: int, budget_multiplier: int) -> None:
+def check_arguments(sample: int, budget_multiplier: int, long_seeds: int = 1) -> None:
     if isinstance(sample, bool) or not isinstance(sample, int) or sample < MIN_SAMPLE:
         raise SearchError("sample", sample, f"allowed: an integer >= {MIN_SAMPLE} (a rank correlation of fewer "
                           "pairs means nothing)")
     if isinstance(budget_multiplier, bool) or not isinstance(budget_multiplier, int) or budget_multiplier < 2:
         raise SearchError("budget_multiplier", budget_multiplier, "allowed: an integer >= 2 (the longer run "
                           "trains that many times the proxy epochs)")
+    if isinstance(long_seeds, bool) or not isinstance(long_seeds, int) or long_seeds < 1:
+        raise SearchError("long_seeds", long_seeds, "allowed: an integer >= 1 (seeds of the longer run; 2 or more "
+                          "also measure how far one longer run is from another)")
 
 
 def plan(study: optuna.Study, sample: int = DEFAULT_SAMPLE, budget_multiplier: int = DEFAULT_MULTIPLIER,
-         seed: int | None = None, resamples: int = RESAMPLES) -> Plan:
+         seed: int | None = None, resamples: int = RESAMPLES, long_seeds: int = 1) -> Plan:
     """Chooses the sample and lists the retrainings still missing from the study. `seed`: the training seed
-    of both retrainings (None: the study's seed + 1; the study's own seed is refused)."""
-    check_arguments(sample, budget_multiplier)
+    of the short rerun and of the longer run (None: the study's seed + 1; the study's own seed is refused);
+    with `long_seeds` K > 1 the longer run is also trained under the next K - 1 seeds (the study's skipped)."""
+    check_arguments(sample, budget_multiplier, long_seeds)
     recipe = read_recipe(study)
     seed = recipe.seed + 1 if seed is None else seed
     if seed == recipe.seed:
@@ -331,18 +348,23 @@ def plan(study: optuna.Study, sample: int = DEFAULT_SAMPLE, budget_multiplier: i
                           "needs another; allowed: any other integer")
     records = read_trials(study)
     stored = stored_results(study, records)
-    runs = (budget_multiplier, 1)
-    done = {r.number for r in records if all((m, r.number, seed) in stored for m in runs)}
+    seeds = [seed]
+    while len(seeds) < long_seeds:
+        candidate = seeds[-1] + 1
+        seeds.append(candidate + 1 if candidate == recipe.seed else candidate)
+    runs = [(budget_multiplier, s) for s in seeds] + [(1, seed)]
+    done = {r.number for r in records if all((m, r.number, s) in stored for m, s in runs)}
     ordered = candidates(records, recipe.seed, done)
     if len(ordered) < MIN_SAMPLE:
         raise SearchError("study", repr(study.study_name), f"has {len(ordered)} trained architecture(s); allowed: "
                           f"a study with at least {MIN_SAMPLE}")
     chosen = ordered[:sample]
-    jobs = [Job(r.number, m, seed) for m in runs for r, _ in chosen if (m, r.number, seed) not in stored]
+    jobs = [Job(r.number, m, s) for m, s in runs for r, _ in chosen if (m, r.number, s) not in stored]
     return Plan(study.study_name, recipe, budget_multiplier, seed, sample, tuple(chosen), tuple(jobs),
-                reused=2 * len(chosen) - len(jobs), available=len(ordered),
+                reused=len(runs) * len(chosen) - len(jobs), available=len(ordered),
                 repeats=len(trained_records(records)) - len(ordered),
-                front=sum(why == "front" for _, why in ordered), resamples=resamples)
+                front=sum(why == "front" for _, why in ordered), resamples=resamples,
+                long_seeds=tuple(seeds) if long_seeds > 1 else ())
 
 
 def run(study: optuna.Study, plan: Plan, on_progress: Callable[[Progress], None] | None = None) -> FidelityReport:
@@ -372,18 +394,26 @@ def run(study: optuna.Study, plan: Plan, on_progress: Callable[[Progress], None]
 
 
 def fidelity(study: optuna.Study, sample: int = DEFAULT_SAMPLE, budget_multiplier: int = DEFAULT_MULTIPLIER,
-             seed: int | None = None, on_progress: Callable[[Progress], None] | None = None) -> FidelityReport:
+             seed: int | None = None, on_progress: Callable[[Progress], None] | None = None,
+             long_seeds: int = 1) -> FidelityReport:
     """`plan` then `run`."""
-    return run(study, plan(study, sample, budget_multiplier, seed), on_progress)
+    return run(study, plan(study, sample, budget_multiplier, seed, long_seeds=long_seeds), on_progress)
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
 
 
 def report(plan: Plan, stored: dict[tuple[int, int, int], Any], trained: dict[int, int]) -> FidelityReport:
     """The pairs and correlations of a plan's sample from the stored results."""
+    long_runs = {r.number: tuple(finite_number(stored.get((plan.multiplier, r.number, s)))
+                                 for s in plan.reference_seeds) for r, _ in plan.sample}
     pairs = tuple(Pair(
         number=r.number, named=r.named, why=why, pareto=r.pareto, latency_ms=r.latency_ms, short_top1=r.proxy_acc,
-        long_top1=finite_number(stored.get((plan.multiplier, r.number, plan.seed))),
+        long_top1=_mean(long_runs[r.number]),
         rerun_top1=finite_number(stored.get((1, r.number, plan.seed))), trained_now=trained.get(r.number, 0),
-        zero_cost=r.zero_cost,
+        zero_cost=r.zero_cost, long_seeds_top1=long_runs[r.number] if plan.long_seeds else (),
     ) for r, why in plan.sample)
     long = [p for p in pairs if p.long_top1 is not None]
     rerun = [p for p in pairs if p.rerun_top1 is not None]
@@ -397,11 +427,17 @@ def report(plan: Plan, stored: dict[tuple[int, int, int], Any], trained: dict[in
                                    "value" for name, c in correlations.items() if c.value is None]
     spearman_, kendall, seed_spearman = correlations.values()
     zero_cost_correlations = _zero_cost_correlations(long, plan)
+    long_seed_spearman = None
+    if plan.long_seeds:
+        both = [p.long_seeds_top1[:2] for p in pairs if None not in p.long_seeds_top1[:2]]
+        long_seed_spearman = Correlation.of(spearman, [a for a, _ in both], [b for _, b in both], plan.seed,
+                                            plan.resamples)
     return FidelityReport(
         study=plan.study_name, recipe=plan.recipe, multiplier=plan.multiplier, seed=plan.seed,
         requested=plan.requested, pairs=pairs, spearman=spearman_, kendall=kendall, seed_spearman=seed_spearman,
-        trained=sum(trained.values()), reused=2 * len(pairs) - sum(trained.values()), resamples=plan.resamples,
-        notes=tuple(notes), zero_cost=zero_cost_correlations)
+        trained=sum(trained.values()), reused=(len(plan.reference_seeds) + 1) * len(pairs) - sum(trained.values()),
+        resamples=plan.resamples, notes=tuple(notes), zero_cost=zero_cost_correlations, long_seeds=plan.long_seeds,
+        long_seed_spearman=long_seed_spearman)
 
 
 def _zero_cost_correlations(pairs: Sequence[Pair], plan: Plan) -> dict[str, Correlation]:
@@ -435,7 +471,9 @@ def _notes(plan: Plan, pairs: Sequence[Pair]) -> list[str]:
         notes.append(f"the study does not record its proxy seed and held-out size: assumed seed {plan.recipe.seed} "
                      f"and {plan.recipe.max_test_samples} held-out images, SearchConfig's defaults")
     for p in pairs:
-        for what, value in ((f"{plan.multiplier}x epochs", p.long_top1), ("short rerun", p.rerun_top1)):
+        longs = p.long_seeds_top1 or (p.long_top1,)
+        runs = [(f"{plan.multiplier}x epochs", s, v) for s, v in zip(plan.reference_seeds, longs, strict=True)]
+        for what, seed, value in runs + [("short rerun", plan.seed, p.rerun_top1)]:
             if value is None:
-                notes.append(f"trial #{p.number}: the {what} training (seed {plan.seed}) diverged; left out")
+                notes.append(f"trial #{p.number}: the {what} training (seed {seed}) diverged; left out")
     return notes

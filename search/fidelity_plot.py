@@ -58,6 +58,8 @@ def scatter_data(report: FidelityReport) -> ScatterData:
         hover = (f"<b>trial #{p.number}" + (f" · {p.named}" if p.named else "") + f"</b> ({p.why})<br>"
                  f"short top-1 {100 * p.short_top1:.1f}% (seed {r.seed}), rerun {rerun} (seed {report.seed})<br>"
                  f"{report.long_epochs}-epoch top-1 {100 * p.long_top1:.1f}%"
+                 + (" (mean of " + ", ".join("diverged" if v is None else f"{100 * v:.1f}%" for v in p.long_seeds_top1)
+                    + ")" if p.long_seeds_top1 else "")
                  + (f"<br>latency {p.latency_ms:.2f} ms" if p.latency_ms is not None else ""))
         points.append(ScatterPoint(p.number, 100 * p.short_top1, 100 * p.long_top1, p.named, p.pareto, hover))
     values = [v for pt in points for v in (pt.short, pt.long)] or [0.0, 100.0]
@@ -65,10 +67,14 @@ def scatter_data(report: FidelityReport) -> ScatterData:
     title = (f"short proxy vs {report.multiplier}x epochs: Spearman {interval_text(report.spearman)}, "
              f"Kendall tau-b {interval_text(report.kendall)}")
     subtitle = (f"study {report.study} · {len(points)} trials · seed-to-seed Spearman of the short proxy (seed "
-                f"{r.seed} vs {report.seed}): {interval_text(report.seed_spearman)} · 95% bootstrap intervals "
+                f"{r.seed} vs {report.seed}): {interval_text(report.seed_spearman)}"
+                + (f" · of the {report.long_epochs}-epoch run (two seeds): {interval_text(report.long_seed_spearman)}"
+                   if report.long_seed_spearman is not None else "")
+                + " · 95% bootstrap intervals "
                 f"over the pairs · {r.data}, {r.resolution} px, {r.epochs} vs {report.long_epochs} epochs")
+    seeds = f", mean of {len(report.long_seeds)} seeds" if report.long_seeds else ""
     return ScatterData(points, title, subtitle, f"short proxy top-1, {r.epochs} epochs (%)",
-                       f"top-1 after {report.long_epochs} epochs (%)", (min(values) - pad, max(values) + pad))
+                       f"top-1 after {report.long_epochs} epochs{seeds} (%)", (min(values) - pad, max(values) + pad))
 
 
 def scatter_figure(data: ScatterData) -> go.Figure:

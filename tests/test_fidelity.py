@@ -178,6 +178,28 @@ def test_results_are_stored_one_key_per_trial_multiplier_and_seed(tmp_path, monk
     assert [p.number for p in other_seed.pairs] == numbers  # the sample does not depend on the seed
 
 
+def test_long_seeds_average_the_reference_and_measure_its_own_noise(tmp_path, monkeypatch, capsys):
+    study, _ = make_study(tmp_path)
+    monkeypatch.setattr(fidelity, "train_proxy", fake_training([]))
+    fidelity.fidelity(study, sample=4, budget_multiplier=2)  # one long seed first: it is reused below
+    calls = []
+    monkeypatch.setattr(fidelity, "train_proxy", fake_training(calls))
+    report = fidelity.fidelity(study, sample=4, budget_multiplier=2, long_seeds=3)
+    # the study's seed is 0: the short rerun and the first long run take seed 1, the others 2 and 3
+    assert report.long_seeds == (1, 2, 3) and sorted({s for _, e, s in calls if e == 2}) == [2, 3]
+    assert len(calls) == 8 and report.reused == 8  # 4 trials x (long 1 + short rerun 1) were stored
+    for p in report.pairs:
+        runs = [study.user_attrs[f"fidelity:2:{p.number}:{s}"] for s in (1, 2, 3)]
+        assert p.long_seeds_top1 == tuple(runs) and p.long_top1 == pytest.approx(sum(runs) / 3)
+    # the fake's top-1 orders the trials alike under every seed: the reference agrees with itself
+    assert report.long_seed_spearman.value == pytest.approx(1.0) and report.long_seed_spearman.n == 4
+    data = report.to_dict()
+    assert data["settings"]["long_seeds"] == [1, 2, 3] and data["long_seed_spearman"]["n"] == 4
+    assert fidelity.fidelity(study, sample=4, budget_multiplier=2).long_seed_spearman is None  # one seed: none
+    with pytest.raises(SearchError, match="long_seeds"):
+        fidelity.check_arguments(4, 2, long_seeds=0)
+
+
 def test_search_confirmations_are_reused_as_the_short_rerun(tmp_path, monkeypatch):
     study, _ = make_study(tmp_path)
     study.set_user_attr("confirm:0:1", 0.33)  # the search retrained trial 0 with seed 1
@@ -298,11 +320,22 @@ def test_html_scatter_is_written(stored, tmp_path, capsys):
     assert re.search(r"<script[^>]*\ssrc=", html) is None  # no CDN or other external script
 
 
+def test_long_seeds_through_the_command(tmp_path, monkeypatch, capsys):
+    _, storage = make_study(tmp_path)
+    monkeypatch.setattr(fidelity, "train_proxy", fake_training([]))
+    two = in_process(capsys, "fidelity", "--study", "t", "--storage", storage, "--sample", "4",
+                     "--budget-multiplier", "2", "--long-seeds", "2")
+    assert two.returncode == 0, two.stderr
+    assert "2-epoch top-1 (mean of seeds 1, 2)" in two.stdout
+    assert "seed-to-seed Spearman, 2 epochs seed 1 vs 2: 1.00" in two.stdout and "own noise" in two.stdout
+
+
 @pytest.mark.parametrize("args, fragments", [
     (["--study", "nope"], ["--study 'nope'", "allowed: 't'"]),
     (["--study", "t", "--sample", "2"], ["--sample 2", "allowed: an integer >= 3"]),
     (["--study", "t", "--budget-multiplier", "1"], ["--budget-multiplier 1", "allowed: an integer >= 2"]),
     (["--study", "t", "--out", "x.xls"], ["--out x.xls", "allowed: .html"]),
+    (["--study", "t", "--long-seeds", "0"], ["--long-seeds 0", "allowed: an integer >= 1"]),
 ])
 def test_bad_input_is_one_line(stored, capsys, args, fragments):
     storage, _, _ = stored

@@ -487,7 +487,8 @@ class Analysis:
     params: list[str]  # the space's free parameters, as the space names them
     n_trained: int  # feasible trained trials with every free parameter
     n_edf: int  # of those, sampled (named configs left out): the EDFs' population
-    n_measured: int  # candidates with a measured latency
+    n_measured: int  # candidates with a latency (measured, or predicted by a latency table)
+    n_predicted: int  # of those, latencies a latency table predicted (--latency auto|predicted), never timed
     importances: list[Importance]
     edfs: list[EdfGroup]
     costs: list[CostGroup]
@@ -537,6 +538,11 @@ def analyze(records: Sequence[TrialRecord], space: SearchSpace, study_name: str 
         warns.append(f"EDFs rest on {len(sampled)} sampled trained trials: too few for a stable EDF (RegNet "
                      f"compares about {STABLE_EDF} or more per design space); curves of fewer than {MIN_CURVE} "
                      "trials are marked")
+    predicted = sum(r.latency_source == "predicted" for r in measured)
+    if predicted:
+        notes.append(f"{predicted} of the {len(measured)} latencies are a latency table's predictions (--latency "
+                     "auto or predicted), not measurements: the latency and FLOPS importances and costs rest on "
+                     "both, and carry the table's error (see `cli.py profile`)")
     named_out = len(trained) - len(sampled)
     if named_out:
         notes.append(f"{named_out} named config(s) left out of the EDFs: enqueued, not sampled")
@@ -547,7 +553,7 @@ def analyze(records: Sequence[TrialRecord], space: SearchSpace, study_name: str 
                norm_choice(trained, measured, space), stage3_choice(trained, front)]
     return Analysis(study=study_name, budget_ms=budget_ms, samplers=samplers, counts=counts,
                     params=[f.param for f in frees], n_trained=len(trained), n_edf=len(sampled),
-                    n_measured=len(measured), importances=result, edfs=edf_groups(sampled, space),
+                    n_measured=len(measured), n_predicted=predicted, importances=result, edfs=edf_groups(sampled, space),
                     costs=cost_groups(measured, space), choices=choices, warnings=warns, notes=notes)
 
 

@@ -74,9 +74,11 @@ def html_report(analysis: Analysis) -> str:
         parts += [f"<div>{_plot(edf_figure(g), first=False)}</div>" for g in a.edfs]
     else:
         parts.append("<p class='no'>No sampled trained trials, so no EDFs: they need proxy accuracies.</p>")
-    parts.append(f"</div><h2>What it costs on this device ({a.n_measured} measured candidates)</h2>"
+    how = (f"{a.n_measured} candidates: {a.n_measured - a.n_predicted} measured, {a.n_predicted} predicted by the "
+           "latency table" if a.n_predicted else f"{a.n_measured} measured candidates")
+    parts.append(f"</div><h2>What it costs on this device ({how})</h2>"
                  "<p>Median latency and achieved FLOPS per value or bin, with distribution-free 95% intervals of the "
-                 "median; each over every candidate whose latency was measured.</p><div class='grid'>")
+                 "median; each over every candidate with a latency.</p><div class='grid'>")
     parts += [f"<div>{_plot(cost_figure(g), first=False)}</div>" for g in a.costs]
     parts.append("</div></body></html>")
     return "\n".join(parts)

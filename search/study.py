@@ -248,7 +248,7 @@ def run_search(config: SearchConfig, on_trial: Callable[[optuna.Study, FrozenTri
     except KeyboardInterrupt:
         stop.set()
     finally:
-        outcome.failed_workers = wait_for_workers(workers)
+        outcome.failed_workers = wait_for_workers(workers, stop)
     if config.worker_index == 0 and not stop.is_set():
         try:
             outcome.confirmations = confirm(study, dataset, config.proxy, config.seed, config.confirm,

@@ -29,8 +29,22 @@ def start_workers(config, study_name: str, count: int) -> list[subprocess.Popen]
     return processes
 
 
-def wait_for_workers(processes: list[subprocess.Popen]) -> int:
-    """Waits for every worker; returns how many ended with an error."""
+# Asks a worker to stop after its current trial. Not SIGINT: a Ctrl-C in a terminal already reached the
+# whole process group, and a second SIGINT makes a worker quit at once.
+STOP_SIGNAL = getattr(signal, "SIGUSR1", None)
+
+
+def wait_for_workers(processes: list[subprocess.Popen], stop: threading.Event | None = None) -> int:
+    """Waits for every worker; returns how many ended with an error. When this process was asked to stop
+    (`stop` set: a SIGINT sent to it alone, as a process manager or `kill -INT` does), the workers still
+    running are asked to stop too, rather than running on to the end of the study."""
+    if stop is not None and stop.is_set():
+        for process in processes:
+            if process.poll() is None:
+                if STOP_SIGNAL is not None:
+                    process.send_signal(STOP_SIGNAL)
+                else:  # no SIGUSR1 (Windows): the worker ends at once, its running trial is failed on resume
+                    process.terminate()
     return sum(p.wait() != 0 for p in processes)
 
 
@@ -47,6 +61,8 @@ def _main() -> int:
         stop.set()
 
     signal.signal(signal.SIGINT, on_sigint)
+    if STOP_SIGNAL is not None:
+        signal.signal(STOP_SIGNAL, lambda signum, frame: stop.set())  # the first process asks: stop after this trial
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)

@@ -154,7 +154,7 @@ def test_json_holds_every_section_and_html_is_offline(known, tmp_path):
     *_, a = known
     path = write_analysis(a, tmp_path / "a.json")
     data = json.loads(path.read_text())
-    for key in ("study", "budget_ms", "samplers", "counts", "params", "n_trained", "n_edf", "n_measured",
+    for key in ("study", "budget_ms", "samplers", "counts", "params", "n_trained", "n_edf", "n_measured", "n_predicted",
                 "importances", "edfs", "costs", "choices", "warnings", "notes", "targets"):
         assert key in data
     assert len(data["importances"]) == 6 and {c["key"] for c in data["choices"]} == {
@@ -167,6 +167,17 @@ def test_json_holds_every_section_and_html_is_offline(known, tmp_path):
     lone = next(g for g in a.edfs if g.curves)
     lone = replace(lone, curves=lone.curves[:1])
     assert [t.showlegend for t in edf_figure(lone).data] == [True]
+
+
+def test_predicted_latencies_are_counted_and_said(known):
+    study, space, *_ = known
+    records = read_trials(study)
+    records = [replace(r, latency_source="predicted") if i % 3 == 0 else r for i, r in enumerate(records)]
+    a = analyze(records, space, "known", BUDGET_MS, ["random"])
+    predicted = sum(i % 3 == 0 for i in range(len(records)))
+    assert a.n_predicted == predicted and a.n_measured == len(records)
+    assert any(f"{predicted} of the {len(records)} latencies are a latency table's predictions" in n for n in a.notes)
+    assert f"{len(records) - predicted} measured, {predicted} predicted by the latency table" in html_report(a)
 
 
 def test_few_trials_and_a_guided_sampler_are_warned_about(quiet_optuna):

@@ -214,6 +214,20 @@ def test_ctrl_c_stops_cleanly_with_the_summary_so_far(files):
     assert "RUNNING" not in _states(storage)
 
 
+def test_a_stop_sent_to_the_first_process_alone_reaches_its_workers(files):
+    storage = files["storage"]
+    command = [*_search_command(files["space"], storage, 200), "--workers", "2"]
+    # its own session: the SIGINT below reaches the first process only, as from a process manager
+    process = subprocess.Popen(command, cwd=files["tmp"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    assert _wait_for(lambda: _states(storage).count("COMPLETE") >= 2, 240)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=180)  # before the fix: the worker ran on through all 200 trials
+    assert process.returncode == 130, err
+    assert "interrupted: the study keeps every finished trial" in out and "Traceback" not in err
+    assert "RUNNING" not in _states(storage) and _states(storage).count("COMPLETE") < 200
+
+
 def _run_workers(storage, space, count, n_trials, cwd, study="shared"):
     command = [sys.executable, str(ROOT / "cli.py"), "search", "--space", space, "--storage", storage,
                "--study-name", study, "--n-trials", str(n_trials), "--latency-budget", "1s", "--proxy-epochs", "1",

@@ -94,6 +94,8 @@ def cost_figure(group: CostGroup) -> go.Figure:
             hovertemplate=f"median %{{y:.3g}} {unit} [%{{customdata[0]:.3g}}, %{{customdata[1]:.3g}}], "
                           "n=%{customdata[2]}<extra></extra>"), row=1, col=col)
         fig.update_yaxes(title_text=f"median {unit} (95% interval)", row=1, col=col)
-        fig.update_xaxes(type="category", row=1, col=col)
+        # many values in a narrow panel: small upright labels (plotly would turn them and overlap the n=)
+        fig.update_xaxes(type="category", tickangle=0, tickfont=dict(size=9 if len(rows) > 6 else 12),
+                         row=1, col=col)
     fig.update_layout(font=FONT, height=330, margin=dict(l=10, r=10, t=40, b=40))
     return fig

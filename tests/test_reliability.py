@@ -228,6 +228,20 @@ def test_a_stop_sent_to_the_first_process_alone_reaches_its_workers(files):
     assert "RUNNING" not in _states(storage) and _states(storage).count("COMPLETE") < 200
 
 
+def test_a_worker_stopped_before_its_handler_is_not_counted_as_failed():
+    import threading
+
+    from search.workers import wait_for_workers
+
+    stop = threading.Event()
+    stop.set()
+    importing = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # no handler yet
+    broken = subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"])
+    broken.wait()
+    assert wait_for_workers([importing, broken], stop) == 1  # the stopped one is no error, the crashed one is
+    assert importing.returncode == -signal.SIGUSR1
+
+
 def _run_workers(storage, space, count, n_trials, cwd, study="shared"):
     command = [sys.executable, str(ROOT / "cli.py"), "search", "--space", space, "--storage", storage,
                "--study-name", study, "--n-trials", str(n_trials), "--latency-budget", "1s", "--proxy-epochs", "1",

@@ -132,8 +132,9 @@ class SearchConfig:
                 "proxy_resolution": proxy.resolution, "proxy_batch_size": proxy.batch_size, "proxy_lr": proxy.lr,
                 "max_train_samples": self.max_train_samples, "space": str(self.space),
                 "space_sha256": hashlib.sha256(Path(self.space).read_bytes()).hexdigest(),
-                # absent when off, as in the studies written before clipping was the default
+                # absent when off, as in the studies written before these existed
                 **({"proxy_grad_clip": proxy.grad_clip} if proxy.grad_clip is not None else {}),
+                **({"proxy_label_smoothing": proxy.label_smoothing} if proxy.label_smoothing else {}),
                 **({"accuracy": self.accuracy} if self.accuracy != "train" else {}),
                 **({"runtime": self.runtime} if self.runtime != "torch" else {}),
                 **({"latency": self.latency, "latency_table_sha256": hashlib.sha256(

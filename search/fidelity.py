@@ -134,11 +134,12 @@ class Recipe:
     max_test_samples: int | None
     seed: int  # the study's: data split and the short proxy's initialisation
     grad_clip: float | None = None  # None: the study trained without clipping
+    label_smoothing: float = 0.0
     assumed: bool = False  # no proxy_setup stored: seed and max_test_samples are SearchConfig's defaults
 
     def proxy(self, multiplier: int = 1) -> ProxyConfig:
         return ProxyConfig(epochs=self.epochs * multiplier, resolution=self.resolution, batch_size=self.batch_size,
-                           lr=self.lr, grad_clip=self.grad_clip)
+                           lr=self.lr, grad_clip=self.grad_clip, label_smoothing=self.label_smoothing)
 
 
 def read_recipe(study: optuna.Study) -> Recipe:
@@ -154,7 +155,9 @@ def read_recipe(study: optuna.Study) -> Recipe:
                   batch_size=int(setting["proxy_batch_size"]), lr=float(setting["proxy_lr"]),
                   epochs=int(setting["proxy_epochs"]), max_train_samples=setting["max_train_samples"],
                   max_test_samples=merged["max_test_samples"], seed=int(merged["seed"]),
-                  grad_clip=setting.get("proxy_grad_clip"), assumed=not all(k in stored for k in SETUP_DEFAULTS))
+                  grad_clip=setting.get("proxy_grad_clip"),
+                  label_smoothing=float(setting.get("proxy_label_smoothing", 0.0)),
+                  assumed=not all(k in stored for k in SETUP_DEFAULTS))
 
 
 # --------------------------------------------------------------------------------------------- storage

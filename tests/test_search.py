@@ -123,6 +123,8 @@ def test_gradient_clipping_bounds_each_step_and_is_part_of_the_setting():
     clipped, unclipped = SearchConfig(), SearchConfig(proxy=ProxyConfig(grad_clip=None))
     assert clipped.setting()["proxy_grad_clip"] == ProxyConfig().grad_clip == 1.0
     assert "proxy_grad_clip" not in unclipped.setting()  # as studies written before clipping record it
+    smoothed = SearchConfig(proxy=ProxyConfig(label_smoothing=0.1))  # changes the numbers: part of the setting
+    assert smoothed.setting()["proxy_label_smoothing"] == 0.1 and "proxy_label_smoothing" not in clipped.setting()
     with pytest.raises(SearchError, match="proxy_grad_clip"):
         SearchConfig(proxy=ProxyConfig(grad_clip=-1.0)).validate()
 

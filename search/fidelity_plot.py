@@ -73,7 +73,7 @@ def scatter_data(report: FidelityReport) -> ScatterData:
                 + " · 95% bootstrap intervals "
                 f"over the pairs · {r.data}, {r.resolution} px, {r.epochs} vs {report.long_epochs} epochs")
     seeds = f", mean of {len(report.long_seeds)} seeds" if report.long_seeds else ""
-    return ScatterData(points, title, subtitle, f"short proxy top-1, {r.epochs} epochs (%)",
+    return ScatterData(points, title, subtitle, f"short proxy top-1, {r.epochs} epoch{'s' * (r.epochs != 1)} (%)",
                        f"top-1 after {report.long_epochs} epochs{seeds} (%)", (min(values) - pad, max(values) + pad))
 
 

@@ -428,6 +428,9 @@ def profile(space, runtime: str = "torch", *, device: str = "cpu", threads: int 
     from .measure import default_threads
     from .runtimes import check_available, measure_module_latency, spec_session
 
+    if runtime == "torch-compile":
+        raise TableError("runtime", runtime, "cannot be profiled part by part (each of hundreds of parts would be "
+                         "compiled); allowed: torch, onnxruntime, openvino")
     found = check_available(runtime, device)
     dev = resolve_device(device)
     threads = default_threads(dev) if threads is None else threads

@@ -1,6 +1,7 @@
-"""Latency in the runtime a model will run on: torch (the inference form, eager), ONNX Runtime or OpenVINO.
+"""Latency in the runtime a model will run on: torch (the inference form, eager), torch-compile (the same
+form compiled by TorchInductor, compiled.py), ONNX Runtime or OpenVINO.
 
-One timing for all three: `measure.time_callable` with the same TimingPolicy (warm-up, median, 95% interval
+One timing for all four: `measure.time_callable` with the same TimingPolicy (warm-up, median, 95% interval
 of the median, caps). ONNX Runtime and OpenVINO run the project's ONNX export (export.py), written once to a
 temporary file that is removed afterwards, with their CPU settings for batch-1 latency at the protocol's
 thread count: ONNX Runtime with `intra_op_num_threads`, every graph optimisation and sequential execution;
@@ -36,7 +37,9 @@ from .measure import (
     time_latency_and_throughput,
 )
 
-RUNTIMES = ("torch", "onnxruntime", "openvino")
+RUNTIMES = ("torch", "torch-compile", "onnxruntime", "openvino")
+# Runtimes that run the torch module itself, on any torch device (the others run its ONNX export on CPU).
+TORCH_RUNTIMES = ("torch", "torch-compile")
 # runtime -> (module to import, extra that installs it)
 _PACKAGES = {"onnxruntime": ("onnxruntime", "onnx"), "openvino": ("openvino", "openvino")}
 
@@ -54,7 +57,7 @@ def check_runtime(runtime: str) -> str:
 def load(runtime: str):
     """The runtime's Python module (torch for torch), or RuntimeUnavailable naming the extra to install."""
     check_runtime(runtime)
-    if runtime == "torch":
+    if runtime in TORCH_RUNTIMES:
         return torch
     module, extra = _PACKAGES[runtime]
     try:
@@ -77,23 +80,36 @@ def version(runtime: str) -> str:
 def check_available(runtime: str, device: str = "cpu") -> str:
     """Raises RuntimeUnavailable unless `runtime` is installed and runs on `device`; returns its version."""
     found = version(runtime)
-    if runtime != "torch" and resolve_device(device).type != "cpu":
+    dev = resolve_device(device)
+    if runtime not in TORCH_RUNTIMES and dev.type != "cpu":
         raise RuntimeUnavailable("runtime", runtime, f"is measured on the CPU only here (device {device}); "
                                  "allowed: --device cpu, or --runtime torch")
+    if runtime == "torch-compile" and dev.type == "cpu":
+        from .compiled import cpu_compiler
+
+        if cpu_compiler() is None:
+            raise RuntimeUnavailable("runtime", runtime, "needs a C++ compiler on CPU and found none; allowed: "
+                                     "install g++ (or set $CXX), or --runtime torch")
     return found
 
 
 def runtime_label(runtime: str, module: nn.Module | None = None) -> str:
-    """The protocol's runtime name: pytorch-eager with the inference form's forward mode, or the engine."""
+    """The protocol's runtime name: pytorch-eager with the inference form's forward mode, pytorch-inductor
+    with its settings, or the engine."""
+    if runtime == "torch-compile":
+        from .compiled import describe
+
+        param = next(module.parameters(), None) if module is not None else None
+        return describe(param.device if param is not None else torch.device("cpu"))
     if runtime != "torch":
         return runtime
     mode = getattr(module, "mode", None)
     return f"pytorch-eager ({mode})" if isinstance(mode, str) else "pytorch-eager"
 
 
-def ort_session(path: str | Path, threads: int):
+def ort_session(path: str | Path, threads: int, profile_prefix: str | None = None):
     """An ONNX Runtime CPU session for batch-1 latency: `threads` intra-op threads, all graph optimisations,
-    sequential execution."""
+    sequential execution; with `profile_prefix`, ONNX Runtime's per-node profiler writes there."""
     ort = load("onnxruntime")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -101,6 +117,9 @@ def ort_session(path: str | Path, threads: int):
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -127,13 +146,20 @@ def prepared(module: nn.Module, input_shape: tuple[int, ...], runtime: str, devi
     dev = resolve_device(device)
     threads = default_threads(dev) if threads is None else threads
     generator = torch.Generator().manual_seed(seed)
-    if runtime == "torch":
+    if runtime in TORCH_RUNTIMES:
         module = module.to(device=dev, dtype=dtype).eval()
+        if runtime == "torch-compile":
+            from .compiled import compile_for_inference
+
+            module = compile_for_inference(module, dev)
+        compiles = runtime == "torch-compile"
 
         def run_torch(batch: int) -> Callable[[], Any]:
             x = torch.randn(batch, *input_shape, generator=generator).to(dev, dtype)
             if channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
+            if compiles:
+                module(x)  # compiles for this shape now, so that no timing (warm-up included) pays for it
             return lambda: module(x)
 
         with cpu_threads(threads), cudnn_benchmark(True), torch.inference_mode():
@@ -166,7 +192,7 @@ def measure_module_latency(module: nn.Module, input_shape: tuple[int, ...], runt
                            policy: TimingPolicy = TimingPolicy(), channels_last: bool = False) -> Timing:
     """Batch-1 latency of any module (a whole network or one part) taking one tensor (1, *input_shape)."""
     with prepared(module, input_shape, runtime, device, threads, channels_last=channels_last) as run_batch:
-        timing_device = resolve_device(device) if runtime == "torch" else torch.device("cpu")
+        timing_device = resolve_device(device) if runtime in TORCH_RUNTIMES else torch.device("cpu")
         return time_callable(run_batch(1), timing_device, policy)
 
 
@@ -203,7 +229,8 @@ def model_session(model: nn.Module, flops: int, runtime: str = "torch", *, devic
 
     threads_used = protocol_for(TimingPolicy()).threads
     with prepared(model, (in_chans, input_size, input_size), runtime, device, threads_used) as run_batch:
-        yield ModelSession(run_batch, protocol_for, dev if runtime == "torch" else torch.device("cpu"), flops)
+        yield ModelSession(run_batch, protocol_for, dev if runtime in TORCH_RUNTIMES else torch.device("cpu"),
+                           flops)
 
 
 def measure_in(model: nn.Module, flops: int, runtime: str = "torch", *, policy: TimingPolicy = TimingPolicy(),
@@ -218,7 +245,7 @@ def spec_session(spec, runtime: str = "torch", *, device: str = "cpu", threads: 
                  input_size: int | None = None, **kwargs: Any) -> Iterator[ModelSession]:
     """The spec's inference form, built once, ready to measure in `runtime` (see `model_session`).
     torch: the forward mode measured fastest for this device and thread count, as `measure.measure_spec`;
-    the engines: the portable forward, which is what the ONNX export captures."""
+    torch-compile and the engines: the portable forward, which is what compilation and ONNX export capture."""
     from .cost import count
     from .inference import for_inference
     from .model import build_model
@@ -230,6 +257,8 @@ def spec_session(spec, runtime: str = "torch", *, device: str = "cpu", threads: 
     if runtime == "torch":
         with cpu_threads(default_threads(dev) if threads is None else threads):
             fast = for_inference(model, device=dev)
+    elif runtime == "torch-compile":
+        fast = for_inference(model, device=dev, mode="portable")
     else:
         fast = for_inference(model, device="cpu", mode="portable")
     flops = count(spec.replace(input_size=input_size)).flops

@@ -47,7 +47,7 @@ class SearchConfig:
     # --- latency protocol
     threads: int | None = None  # CPU threads while timing (None: the paper's protocol, 1 on CPU)
     timing: TimingPolicy = SEARCH_TIMING  # repeats and confidence bound of each latency
-    runtime: str = "torch"  # what runs each candidate while timing: torch, onnxruntime or openvino
+    runtime: str = "torch"  # what runs each candidate while timing: torch, torch-compile, onnxruntime or openvino
     latency: str = "measured"  # measured, predicted (from latency_table, nothing timed) or auto (screen, then time)
     latency_table: str | None = None  # a table from `cli.py profile` (needed by predicted and auto)
     allow_other_device: bool = False  # use a table profiled on another device or runtime than this search's

@@ -14,11 +14,12 @@ from fasternet_space.errors import InputError
 from fasternet_space.fast_layers import FastBlock
 from fasternet_space.runtimes import RUNTIMES, RuntimeUnavailable, measure_module_latency, measure_spec_in
 from search import SearchConfig, SearchSpace, TrialRecord
-from tests.cli_helpers import run_cli
+from tests.cli_helpers import assert_one_line_error, run_cli
 from tests.conftest import QUICK_TIMING, TINY_SPACE
 
 SMALL = NAMED_SPECS["t0"].replace(name="t0_32", input_size=32, num_classes=10)
-MODULES = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}
+MODULES = {"torch": "torch", "torch-compile": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}
+LABELS = {"torch": "pytorch-eager", "torch-compile": "pytorch-inductor (frozen weights, C++ wrapper)"}
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -28,18 +29,18 @@ def test_each_runtime_records_its_name_and_version(runtime):
     m = measure_spec_in(SMALL, runtime, policy=QUICK_TIMING)
     p = m.protocol
     assert (p.device, p.threads, p.batch, p.input_size, p.rel_ci) == ("cpu", 1, 1, 32, QUICK_TIMING.rel_ci)
-    assert p.runtime.startswith("pytorch-eager" if runtime == "torch" else runtime)
-    expected = torch.__version__ if runtime == "torch" else (
+    assert p.runtime.startswith(LABELS.get(runtime, runtime))
+    expected = torch.__version__ if MODULES[runtime] == "torch" else (
         module.get_version().split("-")[0] if runtime == "openvino" else module.__version__)
     assert p.runtime_version == expected and expected in p.describe() + f" {p.torch}"
-    if runtime != "torch":
+    if MODULES[runtime] != "torch":
         assert f"{runtime} {expected}" in p.describe() and f"exported by torch {torch.__version__}" in p.describe()
     assert math.isfinite(m.latency_ms) and m.latency_ms > 0 and m.repeats >= QUICK_TIMING.min_repeats
     assert m.latency_ci_ms[0] <= m.latency_ms <= m.latency_ci_ms[1]
     assert torch.get_num_threads() == before
 
 
-@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("runtime", [r for r in RUNTIMES if r != "torch-compile"])  # Inductor keeps a cache
 def test_any_module_is_timed_and_its_temporary_export_removed(runtime, tmp_path, monkeypatch):
     pytest.importorskip(MODULES[runtime])
     monkeypatch.setenv("TMPDIR", str(tmp_path))
@@ -72,7 +73,7 @@ def test_a_missing_runtime_names_its_extra(runtime, extra, monkeypatch):
 
 
 def test_unknown_runtime_and_engine_off_cpu_are_refused():
-    with pytest.raises(RuntimeUnavailable, match="allowed: torch, onnxruntime, openvino"):
+    with pytest.raises(RuntimeUnavailable, match="allowed: torch, torch-compile, onnxruntime, openvino"):
         measure_spec_in(SMALL, "tvm")
 
 
@@ -101,3 +102,68 @@ def test_search_measures_in_its_runtime_and_stores_it_in_the_setting(quiet_optun
     study.optimize(Objective(SearchSpace.from_dict(TINY_SPACE), dataset, config), n_trials=1)
     record = TrialRecord.from_trial(study.trials[0])
     assert record.protocol["runtime"] == "onnxruntime" and record.protocol["runtime_version"]
+
+
+def test_the_compiled_form_computes_what_the_official_structure_does():
+    from fasternet_space import build_model
+    from fasternet_space.compiled import compile_for_inference
+    from fasternet_space.inference import for_inference
+
+    torch.manual_seed(0)
+    model = build_model(SMALL).eval()
+    compiled = compile_for_inference(for_inference(model, mode="portable"), torch.device("cpu"))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        expected, got = model(x), compiled(x)
+    assert got.shape == (2, 10)
+    assert (got - expected).abs().max().item() <= 1e-4 * expected.abs().max().item()
+    # Frozen weights: the compiled graph holds them as constants, so changing the module's no longer matters
+    # (unfrozen, they would be graph inputs and the output would change).
+    with torch.no_grad():
+        compiled.module.head_weight.mul_(2.0)
+    with torch.inference_mode():
+        assert torch.equal(compiled(x), got)
+        assert not torch.allclose(compiled.module.forward_portable(x), got)
+
+
+def test_torch_compile_without_a_cpu_compiler_is_refused(tmp_path):
+    spec = tmp_path / "small.yaml"
+    spec.write_text(yaml.safe_dump(SMALL.to_dict()))
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler")}
+    result = run_cli("build", "--spec", str(spec), "--measure", "--runtime", "torch-compile", env=env)
+    assert_one_line_error(result, "--runtime torch-compile: needs a C++ compiler on CPU",
+                          "allowed: install g++ (or set $CXX), or --runtime torch")
+
+
+def test_a_latency_table_is_not_profiled_under_torch_compile():
+    from fasternet_space.latency_table import TableError, profile
+
+    with pytest.raises(TableError, match="runtime torch-compile: cannot be profiled part by part"):
+        profile(SearchSpace.from_dict(TINY_SPACE), "torch-compile")
+
+
+@pytest.mark.parametrize("reset", [True, False])
+def test_every_network_measured_under_torch_compile_is_compiled_not_left_eager(reset, monkeypatch):
+    """Networks share one forward's code, hence torch.compile's cache and its recompile limit: the limit is
+    set to 1 here, so without clearing the cache the second network would silently run eager."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from fasternet_space import build_model
+    from fasternet_space.compiled import compile_for_inference
+    from fasternet_space.inference import for_inference
+
+    torch.compiler.reset()
+    if not reset:
+        monkeypatch.setattr(torch.compiler, "reset", lambda: None)
+    x = torch.randn(1, 3, 32, 32)
+    graphs = []
+    with torch._dynamo.config.patch(recompile_limit=1):
+        for width in (8, 12):
+            spec = SMALL.replace(embed_dim=width, depths=(1, 1, 1, 1), feature_dim=32)
+            compiled = compile_for_inference(for_inference(build_model(spec).eval(), mode="portable"),
+                                             torch.device("cpu"))
+            with torch.inference_mode():
+                compiled(x)
+            graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs[1] - graphs[0] == (1 if reset else 0)

@@ -621,7 +621,7 @@ def _fidelity_text(report) -> str:
     from search.fidelity_plot import interval_text
 
     r, long = report.recipe, report.long_epochs
-    seeds = report.long_seeds or (report.seed,)
+    seeds = report.reference_seeds
     long_header = (f"{long}-epoch top-1 (seed {seeds[0]})" if len(seeds) == 1
                    else f"{long}-epoch top-1 (mean of seeds {', '.join(map(str, seeds))})")
     table = [[f"#{p.number}", p.named or "", p.why, _fixed(p.latency_ms, 2), f"{p.short_top1:.3f}",

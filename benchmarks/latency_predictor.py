@@ -6,8 +6,8 @@ the profile measured (its fit and held-out networks), measure each whole network
 it from the table. Prints, per runtime: the share of predictions within +-10% of the measured latency, the
 median and largest relative error, Spearman of predicted vs measured and of FLOPs vs measured, the mean time
 of one prediction, and the profiling time; with --remeasure, how well a second measurement of each spec
-agrees with the first (the floor under any predictor's error on this machine). Writes every number (and each spec's pair) to --out. Asserts
-nothing.
+agrees with the first (the floor under any predictor's error on this machine). Writes every number (and
+each spec's pair) to --out. Asserts nothing.
 
     python benchmarks/latency_predictor.py --specs 100 --runtimes torch,onnxruntime \\
         --out benchmarks/results/latency_predictor.json

@@ -148,11 +148,11 @@ def prepared(module: nn.Module, input_shape: tuple[int, ...], runtime: str, devi
     generator = torch.Generator().manual_seed(seed)
     if runtime in TORCH_RUNTIMES:
         module = module.to(device=dev, dtype=dtype).eval()
-        if runtime == "torch-compile":
+        compiles = runtime == "torch-compile"
+        if compiles:
             from .compiled import compile_for_inference
 
             module = compile_for_inference(module, dev)
-        compiles = runtime == "torch-compile"
 
         def run_torch(batch: int) -> Callable[[], Any]:
             x = torch.randn(batch, *input_shape, generator=generator).to(dev, dtype)

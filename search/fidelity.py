@@ -307,11 +307,17 @@ class FidelityReport:
     def long_epochs(self) -> int:
         return self.recipe.epochs * self.multiplier
 
+    @property
+    def reference_seeds(self) -> tuple[int, ...]:
+        """The longer run's seeds (`seed` alone unless several were asked for), as Plan.reference_seeds."""
+        return self.long_seeds or (self.seed,)
+
     def settings(self) -> dict[str, Any]:
         r = self.recipe
         return {"study": self.study, "sample": self.requested, "sampled": len(self.pairs),
                 "budget_multiplier": self.multiplier, "short_epochs": r.epochs, "long_epochs": self.long_epochs,
-                "seed": self.seed, "long_seeds": list(self.long_seeds or (self.seed,)), "study_seed": r.seed, "data": r.data, "resolution": r.resolution,
+                "seed": self.seed, "long_seeds": list(self.reference_seeds), "study_seed": r.seed, "data": r.data,
+                "resolution": r.resolution,
                 "batch_size": r.batch_size, "lr": r.lr, "max_train_samples": r.max_train_samples,
                 "max_test_samples": r.max_test_samples, "setup_assumed": r.assumed,
                 "bootstrap_resamples": self.resamples, "interval": LEVEL,

@@ -100,22 +100,20 @@ def test_proxy_is_deterministic_for_a_seed():
     assert train_proxy(spec, dataset, config, seed=3) == train_proxy(spec, dataset, config, seed=3)
 
 
-def test_gradient_clipping_bounds_each_step_and_is_part_of_the_setting():
+def test_gradient_clipping_bounds_each_step_and_is_part_of_the_setting(monkeypatch):
     spec = ArchSpec(embed_dim=8, depths=(1, 1, 1, 1), feature_dim=16, input_size=64)
     dataset = load_dataset("digits", 32, seed=3, max_train=128, max_test=64)
+    trained = []  # each training's model, as its evaluation receives it
+    real_evaluate = proxy_module.evaluate
+    monkeypatch.setattr(proxy_module, "evaluate",
+                        lambda model, *a, **k: trained.append(model) or real_evaluate(model, *a, **k))
 
     def moved(grad_clip):
         torch.manual_seed(3)
         start = [p.detach().clone() for p in build_model(proxy_spec(spec, dataset)).parameters()]
-        trained = []
-        real_evaluate = proxy_module.evaluate
-        proxy_module.evaluate = lambda model, *a, **k: trained.append(model) or real_evaluate(model, *a, **k)
-        try:
-            train_proxy(spec, dataset, ProxyConfig(epochs=1, batch_size=32, threads=1, weight_decay=0.0,
-                                                   grad_clip=grad_clip), seed=3)
-        finally:
-            proxy_module.evaluate = real_evaluate
-        return sum(float((p.detach() - q).abs().sum()) for p, q in zip(trained[0].parameters(), start, strict=True))
+        train_proxy(spec, dataset, ProxyConfig(epochs=1, batch_size=32, threads=1, weight_decay=0.0,
+                                               grad_clip=grad_clip), seed=3)
+        return sum(float((p.detach() - q).abs().sum()) for p, q in zip(trained[-1].parameters(), start, strict=True))
 
     # AdamW normalises the gradient's scale, so a norm far below its epsilon (1e-8) all but stops the steps
     assert moved(1e-12) < 0.01 * moved(None)

@@ -639,6 +639,10 @@ def _fidelity_text(report) -> str:
         c = report.long_seed_spearman
         lines.append(f"seed-to-seed Spearman, {long} epochs seed {seeds[0]} vs {seeds[1]}: {interval_text(c)}  "
                      f"(n={c.n}; the reference's own noise)")
+    if report.loss_spearman is not None:
+        c = report.loss_spearman
+        lines.append(f"Spearman, short held-out loss (lower first) vs {long}-epoch top-1: {interval_text(c)}  "
+                     f"(n={c.n}; the same trainings scored by cross-entropy)")
     for name, c in report.zero_cost.items():
         lines.append(f"Spearman, zero-cost {name} (untrained) vs {long} epochs: {interval_text(c)}  (n={c.n})")
     lines.append(f"95% intervals: percentile bootstrap over the pairs, {report.resamples} resamples; trained "

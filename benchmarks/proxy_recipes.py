@@ -14,7 +14,10 @@ same with `--multiplier` times the epochs (the one cycle spanning the longer run
 Spearman and Kendall tau-b of short0 against long0, the Spearman of short0 against short1, each with a
 percentile bootstrap 95% interval; the named configs' short top-1; the wall seconds of a short training;
 and, where two long seeds exist, every short seed against every long seed, the long seeds against each
-other and the seed means. Every training is written to the JSON file as soon as it ends, and a rerun
+other and the seed means; and, where the runs store them (since train_proxy returns them), three scores of
+the same short trainings (top-1, held-out cross-entropy, training loss) each against the long runs' mean
+top-1. `--long-from FILE` copies another JSON's long runs of the same recipes (a GPU's, say: each run
+records its device) so that only short runs are trained here. Every training is written to the JSON file as soon as it ends, and a rerun
 with the same file resumes (what is stored is not trained again). `--device cuda` trains on a GPU (true
 fp32: TF32 is turned off), which makes a sweep of many recipes take minutes. Prints tables; asserts nothing."""
 
@@ -154,11 +157,15 @@ def main() -> None:
     parser.add_argument("--by-candidate", action="store_true",
                         help="train every run of a candidate before the next (a stop part-way keeps whole pairs)")
     parser.add_argument("--report-only", action="store_true", help="train nothing; report what the JSON holds")
+    parser.add_argument("--long-from", type=Path, default=None,
+                        help="another results JSON whose long runs of the same recipes and candidates are copied")
     args = parser.parse_args()
     recipes = [Recipe.parse(t) for t in args.recipes.split(",") if t]
     cands = candidates(args.random, args.max_gmacs, args.space_seed)
     data = load(args.json)
     data["candidates"] = {name: {"spec": describe(spec), "gmacs": count(spec).flops / 1e9} for name, spec in cands}
+    if args.long_from is not None:
+        copy_long_runs(load(args.long_from), data, recipes, cands)
     started = time.monotonic()
 
     print(f"data {args.data}; {len(cands)} candidates (T0, T1, T2 + {args.random} sampled points of {SPACE.name}, "
@@ -190,20 +197,32 @@ def main() -> None:
                 break
             t = time.perf_counter()
             try:
-                curve = train_proxy(spec, dataset, recipe.proxy(multiplier, args.threads), seed=seed,
-                                    device=args.device)
-                acc = curve[-1]
+                trained = train_proxy(spec, dataset, recipe.proxy(multiplier, args.threads), seed=seed,
+                                      device=args.device)
+                curve, acc, loss, train_loss = trained.top1, trained.top1[-1], trained.loss[-1], trained.train_loss
             except ProxyDiverged:
-                curve, acc = [], None
+                curve, acc, loss, train_loss = [], None, None, []
             seconds = time.perf_counter() - t
-            entry[run] = {"acc": acc, "curve": curve, "seconds": seconds, "threads": args.threads,
-                          "device": args.device}
+            entry[run] = {"acc": acc, "curve": curve, "loss": loss, "train_loss": train_loss, "seconds": seconds,
+                          "threads": args.threads, "device": args.device}
             save(args.json, data)
             print(f"  {recipe.key} {run:6s} {name:4s} top-1 {acc if acc is None else f'{acc:.3f}'} "
                   f"{seconds:6.1f} s", flush=True)
     save(args.json, data)
     report(recipes, cands, data, args.multiplier)
     seed_report(recipes, cands, data)
+    signal_report(recipes, cands, data)
+
+
+def copy_long_runs(source: dict, data: dict, recipes: list[Recipe], cands) -> None:
+    """The long runs `source` holds for these recipes and candidates, unless `data` has its own."""
+    for recipe in recipes:
+        theirs = source.get("results", {}).get(recipe.key, {})
+        ours = data["results"].setdefault(recipe.key, {})
+        for name, _ in cands:
+            for run, entry in theirs.get(name, {}).items():
+                if run.startswith("long"):
+                    ours.setdefault(name, {}).setdefault(run, entry)
 
 
 def report(recipes: list[Recipe], cands, data: dict, multiplier: int) -> None:
@@ -289,6 +308,44 @@ def seed_report(recipes: list[Recipe], cands, data: dict) -> None:
     if rows:
         print("\nSeeds of the long run (Spearman, bootstrap 95% interval):")
         print(format_table(["recipe", "compared", "candidates", "Spearman"], rows))
+
+
+SIGNALS = {  # what one short training can be ranked by; each a higher-is-better value of a stored run
+    "top-1": lambda run: run.get("acc"),
+    "held-out loss": lambda run: None if run.get("loss") is None else -run["loss"],
+    "training loss (sum over epochs)": lambda run: -sum(run["train_loss"]) if run.get("train_loss") else None,
+}
+
+
+def signal_report(recipes: list[Recipe], cands, data: dict) -> None:
+    """Which score of the same short trainings ranks the candidates as the long run's top-1 does (the mean
+    over the stored long seeds): each short seed alone, their mean, and each score's seed-to-seed Spearman.
+    Over the candidates that hold every short and long run with every score."""
+    rows = []
+    for recipe in recipes:
+        store = data["results"].get(recipe.key, {})
+        runs = sorted({run for entry in store.values() for run in entry})
+        shorts, longs = [r for r in runs if r.startswith("short")], [r for r in runs if r.startswith("long")]
+        names = [n for n, _ in cands if all(all(signal(store.get(n, {}).get(r) or {}) is not None
+                                                for signal in SIGNALS.values()) for r in shorts)
+                 and all((store.get(n, {}).get(r) or {}).get("acc") is not None for r in longs)]
+        if not longs or not shorts or len(names) < 8:  # a rank correlation over fewer says little
+            continue
+        long_mean = np.mean([[store[n][r]["acc"] for n in names] for r in longs], axis=0)
+        for what, signal in SIGNALS.items():
+            values = {r: [signal(store[n][r]) for n in names] for r in shorts}
+            each = [spearman(np.asarray(values[r], float), long_mean) for r in shorts]
+            between = [spearman(np.asarray(values[a], float), np.asarray(values[b], float))
+                       for i, a in enumerate(shorts) for b in shorts[i + 1:]]
+            mean_of_seeds = np.mean([values[r] for r in shorts], axis=0)
+            rows.append([recipe.key, what, f"{len(names)}", f"{len(shorts)} / {len(longs)}",
+                         " ".join(f"{v:.2f}" for v in each), f"{np.mean(each):.2f}",
+                         fmt_corr(*corr(spearman, mean_of_seeds, long_mean)),
+                         f"{np.mean(between):.2f}" if between else "-"])
+    if rows:
+        print("\nScores of the same short trainings against the long run's top-1 (mean over its seeds), Spearman:")
+        print(format_table(["recipe", "short score", "candidates", "short / long seeds", "each short seed",
+                            "mean of those", "mean of the seeds' scores [95%]", "seed-to-seed (mean)"], rows))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Short-proxy accuracy: train a candidate briefly on a small dataset and report held-out top-1 per epoch."""
+"""Short-proxy accuracy: train a candidate briefly on a small dataset and report held-out top-1 (and
+held-out cross-entropy) per epoch."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -40,15 +41,39 @@ def proxy_spec(spec: ArchSpec, dataset: Dataset) -> ArchSpec:
     return spec.replace(in_chans=dataset.channels, num_classes=dataset.classes, input_size=dataset.resolution)
 
 
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
+@dataclass(frozen=True)
+class HeldOut:
+    """A model's score on the held-out split."""
+
+    top1: float  # fraction classified right
+    loss: float  # mean cross-entropy, nats per image
+
+
+@dataclass(frozen=True)
+class ProxyRun:
+    """One short training's scores after each epoch."""
+
+    top1: list[float]  # held-out top-1
+    loss: list[float]  # held-out cross-entropy
+    train_loss: list[float] = field(default_factory=list)  # mean training loss over the epoch's steps
+
+
+def held_out(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> HeldOut:
     model.eval()
     device = next(model.parameters()).device
-    correct = 0
+    correct, loss = 0, 0.0
     with torch.inference_mode():
         for start in range(0, len(y), batch_size):
-            logits = model(x[start:start + batch_size].to(device))
-            correct += int((logits.argmax(1).cpu() == y[start:start + batch_size]).sum())
-    return correct / len(y)
+            logits = model(x[start:start + batch_size].to(device)).float().cpu()
+            labels = y[start:start + batch_size]
+            correct += int((logits.argmax(1) == labels).sum())
+            loss += float(F.cross_entropy(logits, labels, reduction="sum"))
+    return HeldOut(correct / len(y), loss / len(y))
+
+
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
+    """Held-out top-1."""
+    return held_out(model, x, y, batch_size).top1
 
 
 @contextlib.contextmanager
@@ -97,10 +122,10 @@ class ThreadChooser:
 
 def train_proxy(spec: ArchSpec, dataset: Dataset, config: ProxyConfig = ProxyConfig(), seed: int = 0,
                 on_epoch: Callable[[int, float], None] | None = None,
-                should_stop: Callable[[], bool] | None = None, device: str = "cpu") -> list[float]:
-    """Trains from scratch; returns held-out top-1 after each epoch. `on_epoch(epoch, acc)` may raise to stop;
-    `should_stop()` is polled every step and raises KeyboardInterrupt when it answers True (a user's Ctrl-C).
-    `device` is where the training runs (cpu, cuda, cuda:N, mps); the initial weights and the batch order
+                should_stop: Callable[[], bool] | None = None, device: str = "cpu") -> ProxyRun:
+    """Trains from scratch; returns held-out top-1 and cross-entropy (and the mean training loss) after each
+    epoch. `on_epoch(epoch, acc)` may raise to stop; `should_stop()` is polled every step and raises
+    KeyboardInterrupt when it answers True (a user's Ctrl-C). `device` is where the training runs (cpu, cuda, cuda:N, mps); the initial weights and the batch order
     are drawn on the CPU, so they are the same for a seed on every device."""
     on_cpu = torch.device(device).type == "cpu"
     with cpu_threads(config.threads) as threads, exact_fp32():
@@ -113,9 +138,10 @@ def train_proxy(spec: ArchSpec, dataset: Dataset, config: ProxyConfig = ProxyCon
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, pct_start=0.15,
                                                        total_steps=config.epochs * steps_per_epoch)
         generator = torch.Generator().manual_seed(seed)
-        curve = []
+        run = ProxyRun([], [])
         for epoch in range(config.epochs):
             model.train()
+            loss_sum, steps = torch.zeros((), device=device), 0
             order = torch.randperm(len(dataset.train_y), generator=generator)
             for start in range(0, len(order), config.batch_size):
                 index = order[start:start + config.batch_size]
@@ -135,10 +161,14 @@ def train_proxy(spec: ArchSpec, dataset: Dataset, config: ProxyConfig = ProxyCon
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
                 schedule.step()
+                loss_sum += loss.detach()
+                steps += 1
                 if chooser is not None and chooser.deciding:
                     torch.set_num_threads(chooser.after_step(time.perf_counter() - started))
-            acc = evaluate(model, dataset.test_x, dataset.test_y)
-            curve.append(acc)
+            scores = held_out(model, dataset.test_x, dataset.test_y)
+            run.top1.append(scores.top1)
+            run.loss.append(scores.loss)
+            run.train_loss.append(float(loss_sum) / max(steps, 1))
             if on_epoch is not None:
-                on_epoch(epoch, acc)
-        return curve
+                on_epoch(epoch, scores.top1)
+        return run

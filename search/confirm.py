@@ -55,7 +55,7 @@ def confirm(study: optuna.Study, dataset: Dataset, proxy: ProxyConfig, seed: int
                 if spec is None:
                     raise ProxyDiverged("no spec stored")
                 accuracy = train_proxy(spec, dataset, proxy, seed=extra_seed, should_stop=stop.is_set,
-                                       device=device)[-1]
+                                       device=device).top1[-1]
             except ProxyDiverged:
                 skipped.add((record.number, extra_seed))
                 continue

@@ -13,7 +13,9 @@ The sample: the Pareto front, then the named configs, then other trained trials 
 first, then in an order fixed by the study's seed), `sample` of them in all, each architecture once.
 Reported: Spearman and Kendall tau-b between the short proxy's top-1 and the long top-1, and the Spearman
 between the short proxy and its rerun under the other seed (how stable its ranking is from seed to seed),
-each with a percentile bootstrap 95% interval over the pairs.
+each with a percentile bootstrap 95% interval over the pairs; beside them, the Spearman of the short
+proxy's held-out cross-entropy (stored by searches since it was added) against the long top-1: the same
+training scored on a finer scale than 2,000 right-or-wrong answers.
 
 Every retraining's top-1 is a study user attribute `fidelity:M:TRIAL:SEED` (M = 1: the short recipe),
 so a rerun reuses what is stored and concurrent runs never overwrite each other. A short rerun the search
@@ -282,6 +284,7 @@ class Pair:
     trained_now: int  # retrainings of this trial done by this run (0: all read from the study)
     zero_cost: dict[str, float] | None = None  # the trial's zero-cost scores, untrained (where the search stored them)
     long_seeds_top1: tuple[float | None, ...] = ()  # per long seed, in the plan's order (None: diverged)
+    short_loss: float | None = None  # the study's proxy's held-out cross-entropy (None: not stored)
 
 
 @dataclass(frozen=True)
@@ -302,6 +305,7 @@ class FidelityReport:
     zero_cost: dict[str, Correlation] = field(default_factory=dict)  # each score's Spearman vs long
     long_seeds: tuple[int, ...] = ()  # the longer run's seeds
     long_seed_spearman: Correlation | None = None  # the longer run's first two seeds against each other
+    loss_spearman: Correlation | None = None  # the short proxy's held-out loss (lower first) vs long top-1
 
     @property
     def long_epochs(self) -> int:
@@ -327,6 +331,7 @@ class FidelityReport:
         return {"settings": self.settings(), "spearman": asdict(self.spearman), "kendall_tau_b": asdict(self.kendall),
                 "seed_spearman": asdict(self.seed_spearman),
                 "long_seed_spearman": asdict(self.long_seed_spearman) if self.long_seed_spearman else None,
+                "held_out_loss_spearman": asdict(self.loss_spearman) if self.loss_spearman else None,
                 "zero_cost_spearman": {name: asdict(c) for name, c in self.zero_cost.items()},
                 "trained": self.trained, "reused": self.reused,
                 "notes": list(self.notes), "pairs": [asdict(p) for p in self.pairs]}
@@ -391,7 +396,7 @@ def run(study: optuna.Study, plan: Plan, on_progress: Callable[[Progress], None]
         start = time.perf_counter()
         try:
             top1: float | str = train_proxy(specs[job.number], dataset, recipe.proxy(job.multiplier),
-                                            seed=job.seed)[-1]
+                                            seed=job.seed).top1[-1]
         except ProxyDiverged as exc:
             top1 = f"diverged: {exc}"
         study.set_user_attr(job.key, top1)
@@ -423,6 +428,7 @@ def report(plan: Plan, stored: dict[tuple[int, int, int], Any], trained: dict[in
         long_top1=_mean(long_runs[r.number]),
         rerun_top1=finite_number(stored.get((1, r.number, plan.seed))), trained_now=trained.get(r.number, 0),
         zero_cost=r.zero_cost, long_seeds_top1=long_runs[r.number] if plan.long_seeds else (),
+        short_loss=r.proxy_loss,
     ) for r, why in plan.sample)
     long = [p for p in pairs if p.long_top1 is not None]
     rerun = [p for p in pairs if p.rerun_top1 is not None]
@@ -436,6 +442,9 @@ def report(plan: Plan, stored: dict[tuple[int, int, int], Any], trained: dict[in
                                    "value" for name, c in correlations.items() if c.value is None]
     spearman_, kendall, seed_spearman = correlations.values()
     zero_cost_correlations = _zero_cost_correlations(long, plan)
+    with_loss = [p for p in long if p.short_loss is not None]
+    loss_spearman = Correlation.of(spearman, [-p.short_loss for p in with_loss], [p.long_top1 for p in with_loss],
+                                   plan.seed, plan.resamples) if with_loss else None
     long_seed_spearman = None
     if plan.long_seeds:
         both = [p.long_seeds_top1[:2] for p in pairs if None not in p.long_seeds_top1[:2]]
@@ -446,7 +455,7 @@ def report(plan: Plan, stored: dict[tuple[int, int, int], Any], trained: dict[in
         requested=plan.requested, pairs=pairs, spearman=spearman_, kendall=kendall, seed_spearman=seed_spearman,
         trained=sum(trained.values()), reused=(len(plan.reference_seeds) + 1) * len(pairs) - sum(trained.values()),
         resamples=plan.resamples, notes=tuple(notes), zero_cost=zero_cost_correlations, long_seeds=plan.long_seeds,
-        long_seed_spearman=long_seed_spearman)
+        long_seed_spearman=long_seed_spearman, loss_spearman=loss_spearman)
 
 
 def _zero_cost_correlations(pairs: Sequence[Pair], plan: Plan) -> dict[str, Correlation]:

@@ -171,8 +171,8 @@ class Objective:
         except (torch.OutOfMemoryError, MemoryError) as exc:
             writer.failure(f"out of memory while training: {_first_line(exc)}")
             raise
-        acc = final[-1]
+        acc = final.top1[-1]
         if not math.isfinite(acc):
             raise ProxyDiverged(f"held-out accuracy is {acc}")
-        writer.proxy_result(acc, len(self.dataset.test_y), self.dataset.classes, config.seed)
+        writer.proxy_result(acc, len(self.dataset.test_y), self.dataset.classes, config.seed, loss=final.loss[-1])
         return acc, latency_ms

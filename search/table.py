@@ -23,6 +23,7 @@ FIXED_COLUMNS = (
     "pareto",  # on the feasible Pareto front (decided on seed means where confirmed)
     "named",  # T0..L when the candidate is a named config
     "proxy_top1",  # held-out top-1 after the last epoch, a fraction; trained trials only
+    "proxy_loss",  # held-out cross-entropy after the last epoch, nats per image (the same training, scored finer)
     "score",  # a training-free trial's objective (the zero-cost score named in score_name)
     "score_name",
     "top1",  # what the front is decided on: the seed mean where confirmed, else proxy_top1
@@ -78,6 +79,7 @@ def row(record: TrialRecord, params: Sequence[str], scores: Sequence[str] = ()) 
         "pareto": "true" if record.pareto else "false",
         "named": record.named or "",
         "proxy_top1": _fixed(record.proxy_acc, 4),
+        "proxy_loss": _fixed(record.proxy_loss, 4),
         "score": "" if record.score is None else f"{record.score:.6g}",
         "score_name": record.score_name or "",
         "top1": _fixed(record.accuracy, 4),

@@ -40,6 +40,7 @@ class Key:
     FEASIBLE = "feasible"
     PROXY_ACC = "proxy_acc"  # held-out top-1 after the last epoch (a fraction)
     CURVE = "proxy_curve"  # held-out top-1 after each epoch
+    PROXY_LOSS = "proxy_loss"  # held-out cross-entropy after the last epoch (nats per image)
     PRUNED_BELOW = "pruned_below"  # the threshold a pruned trial's top-1 fell under
     REASON = "fail_reason"  # why it was not trained or did not finish
     TEST_SIZE = "test_size"  # held-out images the top-1 was measured on
@@ -108,6 +109,7 @@ class TrialRecord:
     score: float | None = None  # and its value
     latency_borderline: bool | None = None  # re-measured because its interval straddled the budget
     latency_source: str | None = None  # "measured" or "predicted" (None: older records, measured)
+    proxy_loss: float | None = None  # final held-out cross-entropy of its own training (None: older records)
 
     @property
     def merit(self) -> float | None:
@@ -182,6 +184,7 @@ class TrialRecord:
             latency_borderline=a.get(Key.LATENCY_BORDERLINE) if isinstance(a.get(Key.LATENCY_BORDERLINE), bool)
             else None,
             latency_source=a.get(Key.LATENCY_SOURCE) if isinstance(a.get(Key.LATENCY_SOURCE), str) else None,
+            proxy_loss=finite_number(a.get(Key.PROXY_LOSS)) if status == TRAINED else None,
         )
 
     @property
@@ -337,11 +340,12 @@ class TrialWriter:
         self.trial.set_user_attr(Key.REASON, reason)
         return reason
 
-    def proxy_result(self, acc: float, test_size: int, classes: int, seed: int) -> None:
-        """The final held-out top-1, with what its noise and its meaning depend on."""
+    def proxy_result(self, acc: float, test_size: int, classes: int, seed: int, loss: float | None = None) -> None:
+        """The final held-out top-1 (and cross-entropy), with what its noise and its meaning depend on."""
         for key, value in ((Key.TEST_SIZE, test_size), (Key.CHANCE, 1.0 / classes), (Key.SEED, seed),
-                           (Key.PROXY_ACC, acc)):
-            self.trial.set_user_attr(key, value)
+                           (Key.PROXY_LOSS, loss), (Key.PROXY_ACC, acc)):
+            if value is not None:
+                self.trial.set_user_attr(key, value)
 
     def failure(self, reason: str, keep_earlier: bool = False) -> None:
         """Why the trial failed (`keep_earlier`: unless a more precise reason is stored already)."""

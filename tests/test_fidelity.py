@@ -22,7 +22,7 @@ from scipy import stats
 import cli
 import search.fidelity as fidelity
 from fasternet_space import dump_spec
-from fasternet_space.proxy import ProxyConfig
+from fasternet_space.proxy import ProxyConfig, ProxyRun
 from search import SearchConfig
 from search.errors import SearchError
 from search.space import SearchSpace
@@ -63,20 +63,28 @@ def distinct_specs(count: int) -> list:
     return list(found.values())[:count]
 
 
-def add_trained(study: optuna.Study, spec, acc: float, latency: float, named: str | None = None) -> None:
+def add_trained(study: optuna.Study, spec, acc: float, latency: float, named: str | None = None,
+                loss: float | None = None) -> None:
     attrs = {Key.SPEC: dump_spec(spec), Key.PROXY_ACC: acc, Key.CURVE: [acc], Key.LATENCY: latency,
              Key.FEASIBLE: True, Key.SEED: 0,
              Key.ZERO_COST: {"synflow": 10 * latency, "naswot": 100 * acc, "snip": latency, "grad_norm": acc}}
     if named:
         attrs[Key.NAMED] = named
+    if loss is not None:
+        attrs[Key.PROXY_LOSS] = loss
     study.add_trial(optuna.trial.create_trial(values=[acc, latency], user_attrs=attrs))
+
+
+def fake_top1(spec, epochs: int, seed: int) -> float:
+    return round(0.01 * spec.embed_dim + 0.05 * epochs + 0.001 * seed + 0.01 * sum(spec.depths), 4)
 
 
 def fake_training(calls: list):
     """A stand-in for train_proxy: top-1 from the trial's width, the epochs and the seed; records each call."""
     def train(spec, dataset, config, seed=0, **kwargs):
         calls.append((spec.embed_dim, config.epochs, seed))
-        return [round(0.01 * spec.embed_dim + 0.05 * config.epochs + 0.001 * seed + 0.01 * sum(spec.depths), 4)]
+        top1 = fake_top1(spec, config.epochs, seed)
+        return ProxyRun([top1], [2.0 - top1])
     return train
 
 
@@ -198,6 +206,34 @@ def test_long_seeds_average_the_reference_and_measure_its_own_noise(tmp_path, mo
     assert fidelity.fidelity(study, sample=4, budget_multiplier=2).long_seed_spearman is None  # one seed: none
     with pytest.raises(SearchError, match="long_seeds"):
         fidelity.check_arguments(4, 2, long_seeds=0)
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_the_held_out_loss_is_correlated_with_the_longer_training_beside_the_top1(tmp_path, monkeypatch, capsys,
+                                                                                sign):
+    study, storage = make_study(tmp_path, trials=[])
+    specs = distinct_specs(6)
+    for i, spec in enumerate(specs):  # top-1 and latency alike for all: only the loss can rank them
+        long = fake_top1(spec, epochs=2, seed=1)  # what the fake's longer run will answer
+        add_trained(study, spec, 0.5, 1.0 + i, loss=round(2.0 - sign * long, 4))
+    monkeypatch.setattr(fidelity, "train_proxy", fake_training([]))
+    report = fidelity.fidelity(study, sample=6, budget_multiplier=2)
+    # lower loss first: a loss that falls as the longer run's top-1 rises ranks them exactly (1), and inversely (-1)
+    assert report.loss_spearman.n == 6 and report.loss_spearman.value == pytest.approx(sign)
+    assert {p.number: p.short_loss for p in report.pairs} == {
+        i: round(2.0 - sign * fake_top1(s, 2, 1), 4) for i, s in enumerate(specs)}
+    assert report.to_dict()["held_out_loss_spearman"]["value"] == pytest.approx(sign)
+    result = in_process(capsys, "fidelity", "--study", "t", "--storage", storage, "--sample", "6",
+                        "--budget-multiplier", "2")
+    assert result.returncode == 0 and "0 trainings to run" in result.stderr
+    assert f"Spearman, short held-out loss (lower first) vs 2-epoch top-1: {sign:.2f}" in result.stdout
+
+
+def test_without_stored_losses_no_loss_correlation_is_claimed(tmp_path, monkeypatch):
+    study, _ = make_study(tmp_path)  # as searches before the loss was stored
+    monkeypatch.setattr(fidelity, "train_proxy", fake_training([]))
+    report = fidelity.fidelity(study, sample=4, budget_multiplier=2)
+    assert report.loss_spearman is None and report.to_dict()["held_out_loss_spearman"] is None
 
 
 def test_search_confirmations_are_reused_as_the_short_rerun(tmp_path, monkeypatch):

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from fasternet_space.measure import Measurement, Protocol, TimingPolicy
-from fasternet_space.proxy import ProxyConfig
+from fasternet_space.proxy import ProxyConfig, ProxyRun
 from search import SearchConfig, SearchSpace, TrialRecord
 from search import latency as latency_module
 from search.latency import longer, measure_candidate
@@ -111,7 +111,7 @@ def _objective_with(monkeypatch, tmp_path, budget_ms, mode, part_ms):
     built = []
     monkeypatch.setattr("fasternet_space.model.build_model", lambda *a, **k: built.append(a) or pytest.fail("built"))
     monkeypatch.setattr(objective_module, "measure_candidate", lambda *a: pytest.fail("measured"))
-    monkeypatch.setattr(objective_module, "train_proxy", lambda *a, **k: [0.5])
+    monkeypatch.setattr(objective_module, "train_proxy", lambda *a, **k: ProxyRun([0.5], [1.0]))
     return objective_module.Objective(SearchSpace.from_yaml(space_path), dataset, config.validate()), built
 
 

@@ -103,7 +103,7 @@ def make_study(tmp_path: Path | None, trials=TRIALS, name: str = "toy") -> tuple
         else:
             writer.epoch([acc / 2])
             writer.epoch([acc / 2, acc])
-            writer.proxy_result(acc, test_size=500, classes=10, seed=0)
+            writer.proxy_result(acc, test_size=500, classes=10, seed=0, loss=round(2.5 - 2 * acc, 4))
             study.tell(trial, [acc, latency])
     return study, storage
 
@@ -260,6 +260,7 @@ def test_csv_one_line_per_trial_and_front_agrees(study, tmp_path):
     assert not any(r["reason"] for r in rows if r["status"] == "trained")
     t0 = by_number[0]
     assert t0["proxy_top1"] == "0.6000" and t0["last_epoch_top1"] == "0.6000" and t0["latency_ms"] == "9.000"
+    assert t0["proxy_loss"] == "1.3000" and over["proxy_loss"] == "" and pruned["proxy_loss"] == ""
     assert t0["latency_ci_low_ms"] == "8.820" and t0["latency_ci_high_ms"] == "9.270"
     assert float(t0["over_budget_ms"]) == -11.0
     assert json.loads(by_number[8]["spec_json"])["embed_dim"] == 88

@@ -13,7 +13,7 @@ import torch
 import yaml
 
 import cli
-from fasternet_space.proxy import ProxyConfig, ProxyDiverged
+from fasternet_space.proxy import ProxyConfig, ProxyDiverged, ProxyRun
 from search import SearchConfig, TrialRecord, read_trials, run_search
 from search import objective as objective_module
 from search.trial import FAILED, TRAINED
@@ -320,7 +320,7 @@ def test_timing_excludes_training_and_trainings_overlap(tmp_path, monkeypatch):
     def training(*args, **kwargs):
         seen.append(("training: another may time", try_lock(fcntl.LOCK_EX)))
         seen.append(("training: another may train", try_lock(fcntl.LOCK_SH)))
-        return [0.5]
+        return ProxyRun([0.5], [1.0])
 
     monkeypatch.setattr(objective_module, "measure_candidate", measuring)
     monkeypatch.setattr(objective_module, "train_proxy", training)

@@ -9,7 +9,7 @@ from fasternet_space import ArchSpec, load_spec
 from fasternet_space import proxy as proxy_module
 from fasternet_space.data import load_dataset
 from fasternet_space.model import build_model
-from fasternet_space.proxy import ProxyConfig, proxy_spec, train_proxy
+from fasternet_space.proxy import ProxyConfig, ProxyRun, proxy_spec, train_proxy
 from search import SearchConfig, SearchError, SearchSpace, TrialRecord, parse_budget, read_trials
 from search import objective as objective_module
 from search.objective import Objective
@@ -59,7 +59,7 @@ def _objective(space, budget_ms, epochs=1):
 
 def test_over_budget_candidates_are_never_trained(monkeypatch):
     calls = []
-    monkeypatch.setattr(objective_module, "train_proxy", lambda *a, **k: calls.append(a) or [0.5])
+    monkeypatch.setattr(objective_module, "train_proxy", lambda *a, **k: calls.append(a) or ProxyRun([0.5], [1.0]))
     space = SearchSpace.from_dict(TINY_SPACE)
     study = optuna.create_study(directions=["maximize", "minimize"])
     study.optimize(_objective(space, 1e-6), n_trials=3)
@@ -82,6 +82,7 @@ def test_feasible_trials_store_every_metric():
     for trial, record in zip(study.trials, records, strict=True):
         assert record.status == TRAINED and record.feasible is True and record.reason is None
         assert 0 <= record.proxy_acc <= 1 and trial.values[0] == record.proxy_acc
+        assert 0 < record.proxy_loss < 10  # held-out cross-entropy in nats (chance on 10 classes: 2.3)
         for value in (record.latency_ms, record.flops, record.param_count, record.flops_per_s, record.throughput):
             assert value > 0
         low, high = record.latency_ci_ms
@@ -93,20 +94,33 @@ def test_feasible_trials_store_every_metric():
     assert any(r.pareto for r in records)
 
 
+def test_held_out_loss_is_the_mean_cross_entropy_and_top1_the_accuracy():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    x, y = torch.randn(700, 3, 2, 2), torch.randint(0, 3, (700,))
+    scores = proxy_module.held_out(model, x, y, batch_size=256)  # three batches, the last one partial
+    with torch.no_grad():
+        logits = model(x)
+    assert scores.loss == pytest.approx(float(torch.nn.functional.cross_entropy(logits, y)), rel=1e-6)
+    assert scores.top1 == int((logits.argmax(1) == y).sum()) / 700
+
+
 def test_proxy_is_deterministic_for_a_seed():
     spec = ArchSpec(embed_dim=8, depths=(1, 1, 1, 1), feature_dim=16, input_size=64)
     dataset = load_dataset("digits", 32, seed=3, max_train=128, max_test=64)
     config = ProxyConfig(epochs=2, resolution=32, batch_size=32, threads=2)  # a fixed thread count: none chosen
-    assert train_proxy(spec, dataset, config, seed=3) == train_proxy(spec, dataset, config, seed=3)
+    run = train_proxy(spec, dataset, config, seed=3)
+    assert run == train_proxy(spec, dataset, config, seed=3)  # top-1, held-out loss and training loss alike
+    assert len(run.top1) == len(run.loss) == len(run.train_loss) == 2 and min(run.loss + run.train_loss) > 0
 
 
 def test_gradient_clipping_bounds_each_step_and_is_part_of_the_setting(monkeypatch):
     spec = ArchSpec(embed_dim=8, depths=(1, 1, 1, 1), feature_dim=16, input_size=64)
     dataset = load_dataset("digits", 32, seed=3, max_train=128, max_test=64)
     trained = []  # each training's model, as its evaluation receives it
-    real_evaluate = proxy_module.evaluate
-    monkeypatch.setattr(proxy_module, "evaluate",
-                        lambda model, *a, **k: trained.append(model) or real_evaluate(model, *a, **k))
+    real_held_out = proxy_module.held_out
+    monkeypatch.setattr(proxy_module, "held_out",
+                        lambda model, *a, **k: trained.append(model) or real_held_out(model, *a, **k))
 
     def moved(grad_clip):
         torch.manual_seed(3)

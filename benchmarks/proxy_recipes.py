@@ -16,10 +16,11 @@ percentile bootstrap 95% interval; the named configs' short top-1; the wall seco
 and, where two long seeds exist, every short seed against every long seed, the long seeds against each
 other and the seed means; and, where the runs store them (since train_proxy returns them), three scores of
 the same short trainings (top-1, held-out cross-entropy, training loss) each against the long runs' mean
-top-1. `--long-from FILE` copies another JSON's long runs of the same recipes (a GPU's, say: each run
-records its device) so that only short runs are trained here. Every training is written to the JSON file as soon as it ends, and a rerun
-with the same file resumes (what is stored is not trained again). `--device cuda` trains on a GPU (true
-fp32: TF32 is turned off), which makes a sweep of many recipes take minutes. Prints tables; asserts nothing."""
+top-1. `--long-from FILE` copies another JSON's long runs of the same recipes and networks (a GPU's, say:
+each run records its device; the same --data and --multiplier are yours to keep) so that only short runs
+are trained here. Every training is written to the JSON file as soon as it ends, and a rerun with the
+same file resumes (what is stored is not trained again). `--device cuda` trains on a GPU (true fp32:
+TF32 is turned off), which makes a sweep of many recipes take minutes. Prints tables; asserts nothing."""
 
 from __future__ import annotations
 
@@ -158,7 +159,8 @@ def main() -> None:
                         help="train every run of a candidate before the next (a stop part-way keeps whole pairs)")
     parser.add_argument("--report-only", action="store_true", help="train nothing; report what the JSON holds")
     parser.add_argument("--long-from", type=Path, default=None,
-                        help="another results JSON whose long runs of the same recipes and candidates are copied")
+                        help="another results JSON whose long runs of the same recipes and networks are copied "
+                             "(run with the same --data and --multiplier)")
     args = parser.parse_args()
     recipes = [Recipe.parse(t) for t in args.recipes.split(",") if t]
     cands = candidates(args.random, args.max_gmacs, args.space_seed)
@@ -215,11 +217,15 @@ def main() -> None:
 
 
 def copy_long_runs(source: dict, data: dict, recipes: list[Recipe], cands) -> None:
-    """The long runs `source` holds for these recipes and candidates, unless `data` has its own."""
+    """The long runs `source` holds for these recipes and candidates, unless `data` has its own. A candidate
+    is copied only when `source` names the same network by the same name (names follow --random,
+    --max-gmacs and --space-seed); the multiplier and the data are the caller's to keep the same."""
+    same = [name for name, spec in cands
+            if source.get("candidates", {}).get(name, {}).get("spec") == describe(spec)]
     for recipe in recipes:
         theirs = source.get("results", {}).get(recipe.key, {})
         ours = data["results"].setdefault(recipe.key, {})
-        for name, _ in cands:
+        for name in same:
             for run, entry in theirs.get(name, {}).items():
                 if run.startswith("long"):
                     ours.setdefault(name, {}).setdefault(run, entry)
@@ -282,6 +288,20 @@ def report(recipes: list[Recipe], cands, data: dict, multiplier: int) -> None:
                         "total s"], summary))
 
 
+MIN_CANDIDATES = 8  # a rank correlation over fewer says little
+
+
+def complete_runs(store: dict, cands, short_ok) -> tuple[list[str], list[str], list[str]]:
+    """A recipe's stored short and long run names, and the candidates holding every one of them (each
+    short run passing `short_ok`, each long run with a top-1)."""
+    runs = sorted({run for entry in store.values() for run in entry})
+    shorts, longs = [r for r in runs if r.startswith("short")], [r for r in runs if r.startswith("long")]
+    names = [n for n, _ in cands
+             if all(short_ok(store.get(n, {}).get(r) or {}) for r in shorts)
+             and all((store.get(n, {}).get(r) or {}).get("acc") is not None for r in longs)]
+    return shorts, longs, names
+
+
 def seed_report(recipes: list[Recipe], cands, data: dict) -> None:
     """Where a recipe has two or more seeds of the long run: every short seed against every long seed, the
     long run against itself (how much a single long run can be trusted as the reference), and seed means.
@@ -289,13 +309,8 @@ def seed_report(recipes: list[Recipe], cands, data: dict) -> None:
     rows = []
     for recipe in recipes:
         store = data["results"].get(recipe.key, {})
-        runs = sorted({run for entry in store.values() for run in entry})
-        shorts, longs = [r for r in runs if r.startswith("short")], [r for r in runs if r.startswith("long")]
-        if len(longs) < 2 or not shorts:
-            continue
-        names = [n for n, _ in cands if all((store.get(n, {}).get(r) or {}).get("acc") is not None
-                                            for r in shorts + longs)]
-        if len(names) < 8:  # a rank correlation over fewer says little
+        shorts, longs, names = complete_runs(store, cands, lambda run: run.get("acc") is not None)
+        if len(longs) < 2 or not shorts or len(names) < MIN_CANDIDATES:
             continue
         acc = {r: [store[n][r]["acc"] for n in names] for r in shorts + longs}
         long_mean = np.mean([acc[r] for r in longs], axis=0)
@@ -324,12 +339,9 @@ def signal_report(recipes: list[Recipe], cands, data: dict) -> None:
     rows = []
     for recipe in recipes:
         store = data["results"].get(recipe.key, {})
-        runs = sorted({run for entry in store.values() for run in entry})
-        shorts, longs = [r for r in runs if r.startswith("short")], [r for r in runs if r.startswith("long")]
-        names = [n for n, _ in cands if all(all(signal(store.get(n, {}).get(r) or {}) is not None
-                                                for signal in SIGNALS.values()) for r in shorts)
-                 and all((store.get(n, {}).get(r) or {}).get("acc") is not None for r in longs)]
-        if not longs or not shorts or len(names) < 8:  # a rank correlation over fewer says little
+        shorts, longs, names = complete_runs(
+            store, cands, lambda run: all(signal(run) is not None for signal in SIGNALS.values()))
+        if not longs or not shorts or len(names) < MIN_CANDIDATES:
             continue
         long_mean = np.mean([[store[n][r]["acc"] for n in names] for r in longs], axis=0)
         for what, signal in SIGNALS.items():

@@ -51,11 +51,12 @@ class HeldOut:
 
 @dataclass(frozen=True)
 class ProxyRun:
-    """One short training's scores after each epoch."""
+    """One training's scores after each epoch."""
 
     top1: list[float]  # held-out top-1
-    loss: list[float]  # held-out cross-entropy
-    train_loss: list[float] = field(default_factory=list)  # mean training loss over the epoch's steps
+    loss: list[float]  # held-out cross-entropy (eval mode, no label smoothing)
+    # the training objective (train mode, label smoothing if on) averaged over the epoch's steps; NaN: no step
+    train_loss: list[float] = field(default_factory=list)
 
 
 def held_out(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> HeldOut:
@@ -69,11 +70,6 @@ def held_out(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
             correct += int((logits.argmax(1) == labels).sum())
             loss += float(F.cross_entropy(logits, labels, reduction="sum"))
     return HeldOut(correct / len(y), loss / len(y))
-
-
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
-    """Held-out top-1."""
-    return held_out(model, x, y, batch_size).top1
 
 
 @contextlib.contextmanager
@@ -168,7 +164,7 @@ def train_proxy(spec: ArchSpec, dataset: Dataset, config: ProxyConfig = ProxyCon
             scores = held_out(model, dataset.test_x, dataset.test_y)
             run.top1.append(scores.top1)
             run.loss.append(scores.loss)
-            run.train_loss.append(float(loss_sum) / max(steps, 1))
+            run.train_loss.append(float(loss_sum) / steps if steps else math.nan)
             if on_epoch is not None:
                 on_epoch(epoch, scores.top1)
         return run

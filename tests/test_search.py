@@ -74,6 +74,14 @@ def test_over_budget_candidates_are_never_trained(monkeypatch):
     assert study.best_trials == []  # nothing infeasible is ever on the front
 
 
+def test_the_final_epochs_top1_and_held_out_loss_are_stored(monkeypatch):
+    monkeypatch.setattr(objective_module, "train_proxy", lambda *a, **k: ProxyRun([0.4, 0.5], [1.7, 1.2], [2.0, 1.5]))
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.optimize(_objective(SearchSpace.from_dict(TINY_SPACE), 1e6, epochs=2), n_trials=1)
+    record = TrialRecord.from_trial(study.trials[0])
+    assert (record.proxy_acc, record.proxy_loss) == (0.5, 1.2) and study.trials[0].values[0] == 0.5
+
+
 def test_feasible_trials_store_every_metric():
     space = SearchSpace.from_dict(TINY_SPACE)
     study = optuna.create_study(directions=["maximize", "minimize"])
@@ -112,6 +120,23 @@ def test_proxy_is_deterministic_for_a_seed():
     run = train_proxy(spec, dataset, config, seed=3)
     assert run == train_proxy(spec, dataset, config, seed=3)  # top-1, held-out loss and training loss alike
     assert len(run.top1) == len(run.loss) == len(run.train_loss) == 2 and min(run.loss + run.train_loss) > 0
+
+
+def test_training_loss_is_the_mean_over_each_epochs_steps(monkeypatch):
+    spec = ArchSpec(embed_dim=8, depths=(1, 1, 1, 1), feature_dim=16, input_size=64)
+    dataset = load_dataset("digits", 32, seed=3, max_train=128, max_test=64)
+    steps, real = [], torch.nn.functional.cross_entropy
+
+    def recording(logits, labels, **kwargs):
+        loss = real(logits, labels, **kwargs)
+        if "label_smoothing" in kwargs:  # the training step's call (the held-out one sums instead)
+            steps.append(float(loss.detach()))
+        return loss
+
+    monkeypatch.setattr(proxy_module.F, "cross_entropy", recording)
+    run = train_proxy(spec, dataset, ProxyConfig(epochs=2, batch_size=32, threads=1), seed=3)
+    assert len(steps) == 8  # 128 images in batches of 32, twice
+    assert run.train_loss == pytest.approx([sum(steps[:4]) / 4, sum(steps[4:]) / 4], rel=1e-6)
 
 
 def test_gradient_clipping_bounds_each_step_and_is_part_of_the_setting(monkeypatch):

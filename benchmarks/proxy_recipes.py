@@ -167,6 +167,8 @@ def main() -> None:
     data = load(args.json)
     data["candidates"] = {name: {"spec": describe(spec), "gmacs": count(spec).flops / 1e9} for name, spec in cands}
     if args.long_from is not None:
+        if not args.long_from.is_file():
+            parser.error(f"--long-from {args.long_from}: not a file; allowed: a results JSON this script wrote")
         copy_long_runs(load(args.long_from), data, recipes, cands)
     started = time.monotonic()
 

@@ -445,6 +445,9 @@ def report(plan: Plan, stored: dict[tuple[int, int, int], Any], trained: dict[in
     with_loss = [p for p in long if p.short_loss is not None]
     loss_spearman = Correlation.of(spearman, [-p.short_loss for p in with_loss], [p.long_top1 for p in with_loss],
                                    plan.seed, plan.resamples) if with_loss else None
+    if with_loss and len(with_loss) < len(long):
+        notes.append(f"the held-out loss is stored for {len(with_loss)} of the {len(long)} pairs (trials trained "
+                     "before the search stored it have none): its Spearman covers those alone")
     long_seed_spearman = None
     if plan.long_seeds:
         both = [p.long_seeds_top1[:2] for p in pairs if None not in p.long_seeds_top1[:2]]

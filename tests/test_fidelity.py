@@ -229,6 +229,16 @@ def test_the_held_out_loss_is_correlated_with_the_longer_training_beside_the_top
     assert f"Spearman, short held-out loss (lower first) vs 2-epoch top-1: {sign:.2f}" in result.stdout
 
 
+def test_a_study_with_losses_on_some_trials_says_so(tmp_path, monkeypatch):
+    study, _ = make_study(tmp_path)  # six trials without a loss, as searches before it was stored
+    for i, spec in enumerate(distinct_specs(len(TRIALS) + 3)[len(TRIALS):]):
+        add_trained(study, spec, 0.45, 10.0 + i, loss=1.0 + i / 10)
+    monkeypatch.setattr(fidelity, "train_proxy", fake_training([]))
+    report = fidelity.fidelity(study, sample=9, budget_multiplier=2)
+    assert len(report.pairs) == 9 and report.loss_spearman.n == 3
+    assert "the held-out loss is stored for 3 of the 9 pairs" in " ".join(report.notes)
+
+
 def test_without_stored_losses_no_loss_correlation_is_claimed(tmp_path, monkeypatch):
     study, _ = make_study(tmp_path)  # as searches before the loss was stored
     monkeypatch.setattr(fidelity, "train_proxy", fake_training([]))

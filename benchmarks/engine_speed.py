@@ -24,7 +24,6 @@ import argparse
 import collections
 import json
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -33,6 +32,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from interleaved import interleaved_medians_ms  # noqa: E402  (this folder: sys.path[0] when run as a script)
 
 from fasternet_space import NAMED_SPECS, build_model  # noqa: E402
 from fasternet_space.compiled import compile_for_inference  # noqa: E402
@@ -82,24 +83,15 @@ def bench_model(key: str, engines: list[str], threads: int, budget_s: float, com
         start = time.perf_counter()
         paths["compiled"] = compiled_runner(fast, x)
         compile_s = time.perf_counter() - start
-    times: dict[str, list[float]] = {name: [] for name in paths}
     with torch.inference_mode():
         expected = reference(x)
         scale = expected.abs().max().item()
         errors = {name: (torch.as_tensor(run()) - expected).abs().max().item() / scale for name, run in paths.items()}
         for run in paths.values():  # warm-up: caches, kernels, reordered weights
             run()
-        start = time.perf_counter()
-        for run in paths.values():
-            run()
-        repeats = int(min(201, max(11, budget_s / (time.perf_counter() - start))))
-        for _ in range(repeats):
-            for name, run in paths.items():
-                begin = time.perf_counter()
-                run()
-                times[name].append(time.perf_counter() - begin)
+        repeats, ms = interleaved_medians_ms(paths, budget_s)
     return {"model": key, "mode": fast.mode, "repeats": repeats, "compile_s": compile_s, "onnx": onnx_path,
-            "ms": {name: statistics.median(t) * 1e3 for name, t in times.items()}, "max_rel_err": errors}
+            "ms": ms, "max_rel_err": errors}
 
 
 def _conv_kind(weight_shape: list[int]) -> str:

@@ -24,6 +24,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from interleaved import interleaved_medians_ms  # noqa: E402  (this folder: sys.path[0] when run as a script)
+
 from fasternet_space import NAMED_SPECS, build_model, count  # noqa: E402
 from fasternet_space.fast_layers import onednn_available  # noqa: E402
 from fasternet_space.inference import for_inference  # noqa: E402
@@ -66,22 +68,14 @@ def bench_model(key: str, modes: list[str], repeats: int | None, budget_s: float
     for mode in modes:
         forms[mode] = for_inference(reference, mode=None if mode == "auto" else mode)
     x = torch.randn(1, spec.in_chans, spec.input_size, spec.input_size)
-    times: dict[str, list[float]] = {name: [] for name in forms}
     with torch.inference_mode():
         expected = reference(x)
         for form in forms.values():  # warm-up: caches, oneDNN kernels and reordered weights
             form(x)
             form(x)
-        if repeats is None:  # as many as fit in the budget, within [11, 201]
-            start = time.perf_counter()
-            for form in forms.values():
-                form(x)
-            repeats = int(min(201, max(11, budget_s / (time.perf_counter() - start))))
-        for _ in range(repeats):
-            for name in forms:  # reference, inference form, reference, inference form, ...
-                start = time.perf_counter()
-                forms[name](x)
-                times[name].append(time.perf_counter() - start)
+        # reference, inference form, reference, inference form, ...
+        repeats, ms = interleaved_medians_ms({name: (lambda form=form: form(x)) for name, form in forms.items()},
+                                             budget_s, repeats)
         errors = {}
         for name, form in forms.items():
             out = form(x)
@@ -89,7 +83,7 @@ def bench_model(key: str, modes: list[str], repeats: int | None, budget_s: float
     return {
         "spec": spec, "flops": count(spec).flops, "repeats": repeats, "errors": errors,
         "mode": {name: getattr(form, "mode", "-") for name, form in forms.items()},
-        "ms": {name: statistics.median(t) * 1e3 for name, t in times.items()},
+        "ms": ms,
     }
 
 

@@ -121,8 +121,9 @@ def train_proxy(spec: ArchSpec, dataset: Dataset, config: ProxyConfig = ProxyCon
                 should_stop: Callable[[], bool] | None = None, device: str = "cpu") -> ProxyRun:
     """Trains from scratch; returns held-out top-1 and cross-entropy (and the mean training loss) after each
     epoch. `on_epoch(epoch, acc)` may raise to stop; `should_stop()` is polled every step and raises
-    KeyboardInterrupt when it answers True (a user's Ctrl-C). `device` is where the training runs (cpu, cuda, cuda:N, mps); the initial weights and the batch order
-    are drawn on the CPU, so they are the same for a seed on every device."""
+    KeyboardInterrupt when it answers True (a user's Ctrl-C). `device` is where the training runs (cpu, cuda,
+    cuda:N, mps); the initial weights and the batch order are drawn on the CPU, so they are the same for a
+    seed on every device."""
     on_cpu = torch.device(device).type == "cpu"
     with cpu_threads(config.threads) as threads, exact_fp32():
         chooser = ThreadChooser(threads) if on_cpu and config.threads is None and threads > 1 else None

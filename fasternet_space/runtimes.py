@@ -187,13 +187,18 @@ def prepared(module: nn.Module, input_shape: tuple[int, ...], runtime: str, devi
         yield run_engine  # both engines return only when the outputs are ready: host timing is exact
 
 
+def timing_device(runtime: str, device: str) -> torch.device:
+    """Where a run in `runtime` finishes, i.e. what timing waits on: the torch device for the torch runtimes,
+    the CPU for the engines (which run there only)."""
+    return resolve_device(device) if runtime in TORCH_RUNTIMES else torch.device("cpu")
+
+
 def measure_module_latency(module: nn.Module, input_shape: tuple[int, ...], runtime: str = "torch", *,
                            device: str = "cpu", threads: int | None = None,
                            policy: TimingPolicy = TimingPolicy(), channels_last: bool = False) -> Timing:
     """Batch-1 latency of any module (a whole network or one part) taking one tensor (1, *input_shape)."""
     with prepared(module, input_shape, runtime, device, threads, channels_last=channels_last) as run_batch:
-        timing_device = resolve_device(device) if runtime in TORCH_RUNTIMES else torch.device("cpu")
-        return time_callable(run_batch(1), timing_device, policy)
+        return time_callable(run_batch(1), timing_device(runtime, device), policy)
 
 
 class ModelSession:
@@ -229,8 +234,7 @@ def model_session(model: nn.Module, flops: int, runtime: str = "torch", *, devic
 
     threads_used = protocol_for(TimingPolicy()).threads
     with prepared(model, (in_chans, input_size, input_size), runtime, device, threads_used) as run_batch:
-        yield ModelSession(run_batch, protocol_for, dev if runtime in TORCH_RUNTIMES else torch.device("cpu"),
-                           flops)
+        yield ModelSession(run_batch, protocol_for, timing_device(runtime, device), flops)
 
 
 def measure_in(model: nn.Module, flops: int, runtime: str = "torch", *, policy: TimingPolicy = TimingPolicy(),

@@ -28,13 +28,21 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fasternet_space import count  # noqa: E402
-from fasternet_space.latency_table import LatencyTable, distinct_specs, profile, spec_signature  # noqa: E402
+from fasternet_space.latency_table import (  # noqa: E402
+    SAMPLED_PER_NETWORK,
+    LatencyTable,
+    distinct_specs,
+    profile,
+    spec_signature,
+    split_networks,
+)
 from fasternet_space.measure import TimingPolicy, device_name  # noqa: E402
 from fasternet_space.runtimes import spec_session  # noqa: E402
+from fasternet_space.stats import spearman  # noqa: E402
 from search import SearchSpace  # noqa: E402
-from search.fidelity import spearman  # noqa: E402
 
 MEASURE = TimingPolicy(warmup=3, min_repeats=10, max_time_s=3.0, rel_ci=0.02)
+PROFILE_NETWORKS = 16  # fit and held-out networks each, sampled with seed 0 (`cli.py profile`'s defaults)
 
 
 def evaluate(table: LatencyTable, space: SearchSpace, runtime: str, n_specs: int, seed: int,
@@ -101,7 +109,9 @@ def main() -> None:
         if runtime in given:
             table = LatencyTable.load(given[runtime])
         else:
-            table = profile(space, runtime, threads=args.threads)
+            sampled = space.sample_specs(SAMPLED_PER_NETWORK * 2 * PROFILE_NETWORKS, seed=0)
+            fit, held_out = split_networks(sampled, PROFILE_NETWORKS, PROFILE_NETWORKS)
+            table = profile(space, runtime, threads=args.threads, fit_specs=fit, held_out_specs=held_out, seed=0)
             if args.save_tables:
                 table.save(Path(args.save_tables) / f"table_{runtime}.json")
         results.append(evaluate(table, space, runtime, args.specs, args.seed, args.threads, args.remeasure))

@@ -40,7 +40,7 @@ from fasternet_space import NAMED_SPECS, count  # noqa: E402
 from fasternet_space.data import load_dataset  # noqa: E402
 from fasternet_space.proxy import ProxyConfig, ProxyDiverged, train_proxy  # noqa: E402
 from fasternet_space.report import format_table  # noqa: E402
-from search.fidelity import bootstrap_interval, kendall_tau_b, spearman  # noqa: E402
+from fasternet_space.stats import bootstrap_interval, kendall_tau_b, spearman  # noqa: E402
 from search.space import SearchSpace  # noqa: E402
 
 SPACE = Path(__file__).resolve().parents[1] / "spaces" / "fasternet.yaml"

@@ -22,7 +22,7 @@ from proxy_recipes import candidates, describe  # noqa: E402
 
 from fasternet_space import zero_cost  # noqa: E402
 from fasternet_space.data import load_dataset  # noqa: E402
-from search.fidelity import bootstrap_interval, kendall_tau_b, spearman  # noqa: E402
+from fasternet_space.stats import bootstrap_interval, kendall_tau_b, spearman  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "proxy_recipes_amd_epyc_2026-11-29.json"
 NAMES = ("synflow", "naswot", "grad_norm", "snip", "params", "flops")

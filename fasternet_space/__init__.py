@@ -9,7 +9,8 @@ from .cost import CostReport, LayerCost, count
 from .inference import for_inference
 from .model import FasterNet, build_model
 from .named import NAMED_SPECS, named_label, named_spec
-from .spec import ArchSpec, SpecError, dump_spec, load_spec, save_spec
+from .spec import ArchSpec, SpecError
+from .spec_io import dump_spec, load_spec, save_spec
 
 __all__ = [
     "ArchSpec", "CostReport", "FasterNet", "LayerCost", "NAMED_SPECS", "SpecError", "build_model", "count",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .spec import ArchSpec
+from .spec import ARCHITECTURE_NEUTRAL_FIELDS, ArchSpec, same_network
 
 _COMMON = dict(partial_ratio=0.25, kernel_size=3, mlp_ratio=2.0, norm="bn", feature_dim=1280,
                patch_size=4, patch_stride=4, merge_size=2, merge_stride=2, in_chans=3,
@@ -43,17 +43,8 @@ def named_spec(key: str) -> ArchSpec:
 
 
 def named_label(spec: ArchSpec) -> str | None:
-    """'T0'..'L' when the spec is architecturally one of the named configs (training-only fields ignored)."""
+    """'T0'..'L' when the spec is architecturally one of the named configs (ARCHITECTURE_NEUTRAL_FIELDS ignored)."""
     for key, named in NAMED_SPECS.items():
-        if same_architecture(spec, named):
+        if same_network(spec, named, ignoring=ARCHITECTURE_NEUTRAL_FIELDS):
             return key.upper()
     return None
-
-
-def same_architecture(a: ArchSpec, b: ArchSpec) -> bool:
-    """Whether two specs build the same network (name and training-only fields ignored)."""
-    ignore = {"name", "drop_path_rate", "pconv_forward", "num_classes", "in_chans", "input_size"}
-    da, db = a.to_dict(), b.to_dict()
-    da.setdefault("widths", list(a.stage_widths))
-    db.setdefault("widths", list(b.stage_widths))
-    return {k: v for k, v in da.items() if k not in ignore} == {k: v for k, v in db.items() if k not in ignore}

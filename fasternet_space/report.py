@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .cost import CostReport
-from .measure import Protocol
+from .latency_table import LatencyTable
+from .measure import Measurement, Protocol
 from .named import named_label
 from .spec import ArchSpec
+
+if TYPE_CHECKING:
+    from .operators import OperatorRow
 
 
 def human(value: float, unit: str = "") -> str:
@@ -51,6 +55,20 @@ def spec_summary(spec: ArchSpec, cost: CostReport) -> dict[str, Any]:
     }
 
 
+def measured_summary(measurement: Measurement, input_size: int, flops: int) -> dict[str, Any]:
+    """What `build --measure` adds to `spec_summary`: the speed at `input_size` (where the FLOPs are `flops`)."""
+    return {"measured_input_size": input_size, "measured_flops": flops, "latency_ms": measurement.latency_ms,
+            "latency_ci_ms": list(measurement.latency_ci_ms), "throughput": measurement.throughput,
+            "flops_per_s": measurement.flops_per_s, "protocol": measurement.protocol.to_dict()}
+
+
+def model_summary(spec: ArchSpec, cost: CostReport, measurement: Measurement) -> dict[str, Any]:
+    """One row of `bench models`, JSON-ready: the model, its exact cost and its measured speed."""
+    return {"name": spec.name, "named": named_label(spec), "params": cost.params, "flops": cost.flops,
+            "latency_ms": measurement.latency_ms, "throughput": measurement.throughput,
+            "flops_per_s": measurement.flops_per_s, "protocol": measurement.protocol.to_dict()}
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     spec = summary["spec"]
     named = f" ({summary['named']})" if summary.get("named") else ""
@@ -79,3 +97,74 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"protocol: {protocol.describe()}"
         )
     return "\n".join(lines)
+
+
+def format_build(summary: dict[str, Any], saved_to: str | None = None) -> str:
+    """`build` as text: `format_summary`, then the weights loaded, where the model was saved (`saved_to`, the
+    path as the user gave it) and the ONNX export."""
+    lines = [format_summary(summary)]
+    if "weights" in summary:
+        weights = summary["weights"]
+        lines.append(f"loaded {weights['format']}-format weights from {weights['path']} (strict)")
+    if saved_to:
+        lines.append(f"saved model to {saved_to}")
+    if "exported" in summary:
+        exported = summary["exported"]
+        lines.append(f"exported ONNX to {exported['path']} ({exported['bytes'] / 1e6:.1f} MB)")
+    return "\n".join(lines)
+
+
+# PConv's two forms in `bench ops`, each compared with DWConv
+PCONV_FORMS = (("pconv", "PConv (split+cat)"), ("pconv_fast", "PConv (fast)"))
+
+
+def operators_to_dict(rows: list[OperatorRow], ratios: dict[str, dict[tuple[int, int], float]],
+                      protocol: Protocol) -> dict[str, Any]:
+    """`bench ops` as JSON: the protocol, every row, and PConv's FLOPS relative to DWConv per stage shape
+    (`ratios`: operators.flops_ratio per PConv form)."""
+    return {
+        "protocol": protocol.to_dict(),
+        "rows": [r.to_dict() for r in rows],
+        "pconv_vs_dwconv_flops": [{"channels": c, "size": s, "pconv": ratios["pconv"][(c, s)],
+                                   "pconv_fast": ratios["pconv_fast"][(c, s)]} for (c, s) in ratios["pconv"]],
+    }
+
+
+def format_operator_tables(rows: list[OperatorRow], ratios: dict[str, dict[tuple[int, int], float]],
+                           protocol: Protocol) -> str:
+    """`bench ops` as text: Table 1 of the paper (operator by stage shape), PConv's FLOPS relative to DWConv
+    (`ratios`: operators.flops_ratio per PConv form), and the protocol."""
+    table = [[r.label, f"{r.channels}x{r.size}x{r.size}", human(r.flops), f"{r.latency_ms:.3f}",
+              human(r.flops_per_s, "FLOPS")] for r in rows]
+    shapes = [f"{c}x{s}x{s}" for (c, s) in ratios["pconv"]]
+    vs_dwconv = [[label, *[f"{v:.1f}x" for v in ratios[op].values()],
+                  f"{sum(ratios[op].values()) / len(ratios[op]):.1f}x"] for op, label in PCONV_FORMS]
+    return "\n".join([
+        format_table(["operator", "feature map", "FLOPs", "latency ms", "achieved"], table), "",
+        format_table(["FLOPS vs DWConv"] + shapes + ["mean"], vs_dwconv),
+        f"\nprotocol: {protocol.describe()}; 10 stacked 3x3 layers, "
+        f"FLOPs = multiply-adds, FLOPS = FLOPs x batch / median latency"])
+
+
+def format_models_table(results: list[dict[str, Any]]) -> str:
+    """`bench models` as text: one row per measured model, then the protocol (the first model's)."""
+    table = [[r["named"] or r["name"], human(r["params"]), human(r["flops"]), f"{r['latency_ms']:.2f}",
+              f"{r['throughput']:.1f}", human(r["flops_per_s"], "FLOPS")] for r in results]
+    return (format_table(["model", "params", "FLOPs", "latency ms", "throughput img/s", "achieved"], table)
+            + f"\n\nprotocol: {Protocol.from_dict(results[0]['protocol']).describe()}")
+
+
+def format_predictions(rows: list[dict[str, Any]], table_description: str) -> str:
+    """`predict` as text: one row per spec, then the latency table it came from."""
+    table = [[r["spec"], f"{r['latency_ms']:.2f}", f"{r['parts_ms']:.2f}", r["parts"], f"{r['predict_us']:.0f}"]
+             for r in rows]
+    return (format_table(["spec", "predicted ms", "sum of parts ms", "parts", "took us"], table)
+            + f"\n\ntable: {table_description}")
+
+
+def format_profiled(table: LatencyTable) -> str:
+    """What `profile` says of a table it made: what was timed, how long it took, and the table."""
+    profiled = table.profile
+    return (f"{profiled['parts_timed']} parts and {len(profiled['fit_networks'])} + "
+            f"{len(profiled['held_out_networks'])} networks timed in {profiled['seconds'] / 60:.1f} min\n"
+            f"table: {table.describe()}")

@@ -1,18 +1,17 @@
-"""ArchSpec: the frozen, validated description of one FasterNet network, and its YAML form.
+"""ArchSpec: the frozen, validated description of one FasterNet network, and when two specs are the same network.
 
 One schema serves specs and spaces (DESIGN.md): a YAML file maps field -> value. A spec file is a
 space whose fields are all fixed, so the rules for one field's value live here, in FIELD_RULES, and
-`search.space` reuses them for the choices and ranges of a free field.
+`fasternet_space.space` reuses them for the choices and ranges of a free field. Files: `spec_io`.
 """
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 ACTIVATIONS = ("relu", "gelu", "silu", "hardswish")
 NORMS = ("bn", "ln")
@@ -104,6 +103,17 @@ FIELD_RULES: dict[str, FieldRule] = {
     "layer_scale_init_value": FieldRule("float", 0, 10),
     "pconv_forward": FieldRule("str", choices=PCONV_FORWARDS),
 }
+
+# Fields that leave some sense of "the same network" unchanged; each use ignores a union of these groups.
+IDENTITY_FIELDS = ("name",)  # names a network, changes nothing in it
+TRAINING_ONLY_FIELDS = ("drop_path_rate",)  # changes the training, not the trained network
+FORWARD_FORM_FIELDS = ("pconv_forward",)  # the same computation written another way (split + cat, or slicing)
+FOLDED_FIELDS = ("layer_scale_init_value",)  # a trained per-channel scale the inference form folds into a conv
+TASK_FIELDS = ("in_chans", "num_classes", "input_size")  # the data it is applied to: input and head, not the body
+# The same architecture (a named config under another name, another task or training): `named_label`.
+ARCHITECTURE_NEUTRAL_FIELDS = IDENTITY_FIELDS + TRAINING_ONLY_FIELDS + FORWARD_FORM_FIELDS + TASK_FIELDS
+# The same deployed latency (the inference form is the same graph): the latency table's parts and networks.
+LATENCY_NEUTRAL_FIELDS = IDENTITY_FIELDS + TRAINING_ONLY_FIELDS + FORWARD_FORM_FIELDS + FOLDED_FIELDS
 
 
 @dataclass(frozen=True)
@@ -272,57 +282,25 @@ def _is_scalar(value: Any) -> bool:
     return not isinstance(value, list | tuple)
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """The mapping in a YAML file, or SpecError naming the file and what is wrong with it."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise SpecError(None, "file not found", str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(None, f"cannot be read ({exc.__class__.__name__})", str(path)) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark is not None else ""
-        raise SpecError(None, f"is not valid YAML{line}", str(path)) from None
-    if not isinstance(data, dict):
-        raise SpecError(None, "expected a YAML mapping of field: value", str(path))
-    return data
+def network_key(spec: ArchSpec | dict[str, Any], ignoring: Collection[str] = IDENTITY_FIELDS) -> str:
+    """The spec's fields but `ignoring`, as canonical JSON (sorted keys): equal keys, the same network.
 
-
-def load_spec(path: str | Path) -> ArchSpec:
-    """The ArchSpec in a spec YAML file, or the named config of that name (`t0`, `T0`, `fasternet_t0`).
-
-    A path that exists is always read as a file; otherwise a named-config name gives that config (the
-    same values as the shipped `spaces/fasternet_*.yaml`); otherwise a one-line SpecError says the file
-    is not found and lists the names allowed. Invalid content: SpecError naming the file and field.
+    `widths` is taken as written (absent when it is the default doubling), as stored keys have always been;
+    `same_network` also counts the default doubling equal to the same widths written out.
     """
-    if not Path(path).exists():
-        from .named import find_named, named_names  # named.py imports this module
-
-        named = find_named(str(path)) if Path(path).name == str(path) else None
-        if named is not None:
-            return named
-        raise SpecError(None, f"file not found, and not a named config; allowed names: {named_names()}", str(path))
-    data = read_yaml(path)
-    try:
-        return ArchSpec.from_dict(data)
-    except SpecError as exc:
-        raise exc.in_file(str(path)) from None
-    except TypeError as exc:  # e.g. a list given for a scalar field reaching the dataclass
-        raise SpecError(None, str(exc), str(path)) from None
+    return json.dumps(_kept_fields(spec.to_dict() if isinstance(spec, ArchSpec) else spec, ignoring), sort_keys=True)
 
 
-def dump_spec(spec: ArchSpec) -> str:
-    """The spec as YAML text, fields in schema order; load_spec reads it back to an equal spec."""
-    return yaml.safe_dump(spec.to_dict(), sort_keys=False, default_flow_style=None)
+def same_network(a: ArchSpec, b: ArchSpec, ignoring: Collection[str] = IDENTITY_FIELDS) -> bool:
+    """Whether the specs agree on every field but `ignoring`, widths compared per stage (given or doubling)."""
+    return _kept_fields(_widths_written_out(a), ignoring) == _kept_fields(_widths_written_out(b), ignoring)
 
 
-def save_spec(spec: ArchSpec, path: str | Path) -> Path:
-    """Writes dump_spec(spec) to `path` (creating its folder) and returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dump_spec(spec))
-    return path
+def _kept_fields(data: dict[str, Any], ignoring: Collection[str]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in ignoring}
+
+
+def _widths_written_out(spec: ArchSpec) -> dict[str, Any]:
+    data = spec.to_dict()
+    data.setdefault("widths", list(spec.stage_widths))
+    return data

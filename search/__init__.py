@@ -5,13 +5,13 @@
     records = read_trials(outcome.study)
 """
 
-from .config import SAMPLERS, SearchConfig, parse_budget
-from .errors import SearchError
-from .results import best_feasible, pareto_front
-from .space import SearchSpace
-from .storage import DEFAULT_STORAGE, load_study
-from .study import SearchOutcome, run_search
-from .trial import STATUSES, TrialRecord, read_trials
+from search.config import SAMPLERS, SearchConfig, parse_budget
+from search.errors import SearchError
+from search.records.front import best_feasible, pareto_front
+from search.records.trial import STATUSES, TrialRecord, read_trials
+from search.run.storage import DEFAULT_STORAGE, load_study
+from search.run.study import SearchOutcome, run_search
+from search.space import SearchSpace
 
 __all__ = [
     "DEFAULT_STORAGE", "SAMPLERS", "STATUSES", "SearchConfig", "SearchError", "SearchOutcome", "SearchSpace",

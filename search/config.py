@@ -16,10 +16,9 @@ from typing import Any
 from fasternet_space.measure import TimingPolicy
 from fasternet_space.proxy import ProxyConfig
 from fasternet_space.runtimes import RUNTIMES
-
-from .errors import SearchError
-from .pruning import PRUNERS
-from .storage import DEFAULT_STORAGE
+from search.errors import SearchError
+from search.run.pruning import PRUNERS
+from search.run.storage import DEFAULT_STORAGE
 
 SAMPLERS = ("tpe", "nsga2", "random", "gp", "grid")
 ZERO_COST_CHOICES = ("synflow", "naswot", "grad_norm", "snip", "params", "flops", "vote")
@@ -65,7 +64,7 @@ class SearchConfig:
     timeout_s: float | None = None  # start no new trial after this many seconds
     seed: int = 0  # sampler, data split and proxy initialisation
     sampler: str = "tpe"  # one of SAMPLERS
-    pruner: str = "percentile"  # one of search.pruning.PRUNERS
+    pruner: str = "percentile"  # one of search.run.pruning.PRUNERS
     named: bool = True  # enqueue the named configs T0..L first where they are points of the space
     confirm: int = 3  # seeds per front candidate and named config at the end (1: no confirmation)
     # --- storage and workers

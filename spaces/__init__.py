@@ -15,7 +15,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["DEFAULT", "names", "path"]
+__all__ = ["DEFAULT", "names", "path", "resolve"]
 
 #: The name of the default design space, the one `cli.py search` explores without `--space`.
 DEFAULT = "fasternet"
@@ -42,3 +42,18 @@ def path(name: str) -> Path:
         if candidate in shipped:
             return _root() / f"{candidate}.yaml"
     raise FileNotFoundError(f"no shipped space or spec named {name!r}; shipped: {', '.join(shipped)}")
+
+
+def resolve(text: str) -> str:
+    """A space file as given, or the path of the shipped space called `text` (`fasternet`); InputError
+    naming the shipped spaces otherwise."""
+    from fasternet_space.errors import InputError
+
+    if Path(text).is_file():
+        return text
+    try:
+        return str(path(text))
+    except FileNotFoundError:
+        shipped = ", ".join(n for n in names() if not n.startswith("fasternet_"))
+        raise InputError("space", text, "file not found; allowed: a space YAML file or a shipped space "
+                         f"({shipped})") from None

@@ -14,14 +14,17 @@ import yaml
 
 from fasternet_space import count
 from fasternet_space.measure import Measurement, Protocol
+from fasternet_space.stats import adjusted_ratio, edf, median_interval
 from search import read_trials
-from search.analysis import MIN_IMPORTANCE_TRIALS, NOT_ENOUGH, analyze, analyze_study, levels, study_space
-from search.analysis_figure import edf_figure, importance_figure
-from search.analysis_report import format_text, html_report, write_analysis
-from search.analysis_stats import adjusted_ratio, edf, median_interval
+from search.analysis.analysis import analyze, analyze_study
+from search.analysis.data import NOT_ENOUGH, levels, study_space
+from search.analysis.figure import edf_figure, importance_figure
+from search.analysis.html import format_text, html_report, write_analysis
+from search.analysis.importance import MIN_IMPORTANCE_TRIALS
+from search.records.study_attrs import SAMPLERS as SAMPLERS_ATTR
+from search.records.trial import MEASURED, TRAINED, TrialWriter
+from search.run.study import DIRECTIONS
 from search.space import Free, SearchSpace
-from search.study import DIRECTIONS, SAMPLERS_ATTR
-from search.trial import MEASURED, TRAINED, TrialWriter
 from tests.cli_helpers import run_cli
 from tests.conftest import TINY_SPACE
 
@@ -226,7 +229,7 @@ def test_edf_and_median_interval():
 def test_census_runs_through_the_cli_and_analyze_reads_it(tmp_path, capsys):
     from cli import main
     from search import load_study
-    from search.export import write_report
+    from search.report.export import write_report
 
     space = tmp_path / "tiny.yaml"
     space.write_text(yaml.safe_dump(TINY_SPACE))

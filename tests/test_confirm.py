@@ -10,8 +10,9 @@ from optuna.distributions import CategoricalDistribution
 from fasternet_space.proxy import ProxyConfig
 from fasternet_space.stats import seed_interval, wilson_interval
 from search import SearchConfig, read_trials, run_search
-from search.results import pareto_front, standing
-from search.trial import CONSTRAINT, TRAINED, Key, store_confirmation
+from search.records.front import pareto_front, standing
+from search.records.study_attrs import store_confirmation
+from search.records.trial import CONSTRAINT, TRAINED, Key
 from tests.conftest import QUICK_TIMING, TINY_SPACE
 
 
@@ -71,9 +72,9 @@ def test_a_proxy_that_learned_nothing_is_flagged():
     _trained(study, 1, 0.60, 5.0, test_size=100)
     records = read_trials(study)
     assert records[0].learned_nothing and not records[1].learned_nothing
-    import cli
+    from search.report.summary import search_warnings
 
-    warnings = cli.search_warnings(records)
+    warnings = search_warnings(records)
     assert len(warnings) == 1 and "did not beat chance (0.100)" in warnings[0] and "--proxy-epochs" in warnings[0]
 
 
@@ -113,16 +114,16 @@ def test_a_busy_machine_makes_timing_say_so():
         values=[0.5, 5.0], constraints={CONSTRAINT: -95.0},
         user_attrs={Key.PROXY_ACC: 0.5, Key.LATENCY: 5.0, Key.LATENCY_STABLE: False, Key.LOAD: 1.8,
                     Key.TEST_SIZE: 100, Key.CHANCE: 0.1}))
-    import cli
+    from search.report.summary import search_warnings
 
-    (warning,) = cli.search_warnings(read_trials(study))
+    (warning,) = search_warnings(read_trials(study))
     assert "1 latency measurement(s) did not settle" in warning and "load up to 1.8 per core): the machine was busy" in warning
 
 
 def test_user_data_with_other_classes_than_the_space_is_pointed_out(tmp_path):
     from fasternet_space.data import load_dataset
+    from search.run.study import deployment_note
     from search.space import SearchSpace
-    from search.study import deployment_note
 
     space = SearchSpace.from_dict(TINY_SPACE)  # num_classes 10, input 64
     digits = load_dataset("digits", 32, max_train=64, max_test=32)

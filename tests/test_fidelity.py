@@ -20,13 +20,16 @@ import yaml
 from scipy import stats
 
 import cli
-import search.fidelity as fidelity
+import search.fidelity.plan as fidelity_plan
+import search.fidelity.run as fidelity_run
 from fasternet_space import dump_spec
+from fasternet_space import stats as rank_stats
 from fasternet_space.proxy import ProxyConfig, ProxyRun
 from search import SearchConfig
 from search.errors import SearchError
+from search.fidelity.report import Correlation
+from search.records.trial import Key, read_trials
 from search.space import SearchSpace
-from search.trial import Key, read_trials
 from tests.cli_helpers import assert_one_line_error, run_cli
 from tests.conftest import TINY_SPACE
 
@@ -100,21 +103,21 @@ def in_process(capsys, *args: str) -> subprocess.CompletedProcess:
 def test_perfect_and_reversed_order():
     x = [0.1, 0.4, 0.2, 0.9, 0.5]
     y = [1.0, 4.0, 2.0, 9.0, 5.0]
-    assert fidelity.spearman(x, y) == pytest.approx(1.0)
-    assert fidelity.kendall_tau_b(x, y) == pytest.approx(1.0)
-    assert fidelity.spearman(x, [-v for v in y]) == pytest.approx(-1.0)
-    assert fidelity.kendall_tau_b(x, [-v for v in y]) == pytest.approx(-1.0)
+    assert rank_stats.spearman(x, y) == pytest.approx(1.0)
+    assert rank_stats.kendall_tau_b(x, y) == pytest.approx(1.0)
+    assert rank_stats.spearman(x, [-v for v in y]) == pytest.approx(-1.0)
+    assert rank_stats.kendall_tau_b(x, [-v for v in y]) == pytest.approx(-1.0)
 
 
 def test_ties_by_hand():
     x, y = [1, 2, 2, 3], [1, 2, 3, 4]
     # tau-b: 5 concordant, 0 discordant; 6 pairs, 1 tied in x, none in y: 5 / sqrt(5 * 6)
-    assert fidelity.kendall_tau_b(x, y) == pytest.approx(5 / math.sqrt(30))
+    assert rank_stats.kendall_tau_b(x, y) == pytest.approx(5 / math.sqrt(30))
     # Spearman: ranks [1, 2.5, 2.5, 4] vs [1, 2, 3, 4]: 4.5 / sqrt(4.5 * 5)
-    assert list(fidelity.ranks(x)) == [1.0, 2.5, 2.5, 4.0]
-    assert fidelity.spearman(x, y) == pytest.approx(4.5 / math.sqrt(22.5))
-    assert math.isnan(fidelity.spearman([1, 1, 1], [1, 2, 3]))
-    assert math.isnan(fidelity.kendall_tau_b([1, 2, 3], [5, 5, 5]))
+    assert list(rank_stats.ranks(x)) == [1.0, 2.5, 2.5, 4.0]
+    assert rank_stats.spearman(x, y) == pytest.approx(4.5 / math.sqrt(22.5))
+    assert math.isnan(rank_stats.spearman([1, 1, 1], [1, 2, 3]))
+    assert math.isnan(rank_stats.kendall_tau_b([1, 2, 3], [5, 5, 5]))
 
 
 def test_equal_to_scipy_on_random_data():
@@ -124,21 +127,21 @@ def test_equal_to_scipy_on_random_data():
         x = rng.integers(0, 6, n).astype(float) if i % 2 else rng.random(n)  # with ties, and without
         y = rng.integers(0, 6, n).astype(float) if i % 3 else rng.random(n)
         rho, tau = stats.spearmanr(x, y).statistic, stats.kendalltau(x, y).statistic  # tau-b by default
-        assert fidelity.spearman(x, y) == pytest.approx(rho, abs=1e-12, nan_ok=True)
-        assert fidelity.kendall_tau_b(x, y) == pytest.approx(tau, abs=1e-12, nan_ok=True)
+        assert rank_stats.spearman(x, y) == pytest.approx(rho, abs=1e-12, nan_ok=True)
+        assert rank_stats.kendall_tau_b(x, y) == pytest.approx(tau, abs=1e-12, nan_ok=True)
 
 
 def test_bootstrap_interval_holds_the_estimate_within_bounds():
     rng = np.random.default_rng(1)
     x = rng.random(15)
     y = x + 0.4 * rng.random(15)
-    for statistic in (fidelity.spearman, fidelity.kendall_tau_b):
-        c = fidelity.Correlation.of(statistic, x, y, seed=3)
+    for statistic in (rank_stats.spearman, rank_stats.kendall_tau_b):
+        c = Correlation.of(statistic, x, y, seed=3)
         assert -1.0 <= c.low <= c.value <= c.high <= 1.0 and c.low < c.high and c.n == 15
-        assert fidelity.bootstrap_interval(statistic, x, y, seed=3) == (c.low, c.high)  # reproducible
-    assert fidelity.bootstrap_interval(fidelity.spearman, [1, 2, 3, 4], [2, 4, 6, 8]) == (1.0, 1.0)
-    assert fidelity.Correlation.of(fidelity.spearman, [0.1, 0.2], [0.3, 0.4], seed=0).value is None
-    assert fidelity.Correlation.of(fidelity.spearman, [0.1, 0.1, 0.1], [0.3, 0.4, 0.5], seed=0).value is None
+        assert rank_stats.bootstrap_interval(statistic, x, y, seed=3) == (c.low, c.high)  # reproducible
+    assert rank_stats.bootstrap_interval(rank_stats.spearman, [1, 2, 3, 4], [2, 4, 6, 8]) == (1.0, 1.0)
+    assert Correlation.of(rank_stats.spearman, [0.1, 0.2], [0.3, 0.4], seed=0).value is None
+    assert Correlation.of(rank_stats.spearman, [0.1, 0.1, 0.1], [0.3, 0.4, 0.5], seed=0).value is None
 
 
 # --------------------------------------------------------------------------------------------- library
@@ -148,20 +151,20 @@ def test_sample_is_front_then_named_then_others(tmp_path):
     study, _ = make_study(tmp_path)
     records = read_trials(study)
     assert {r.number for r in records if r.pareto} == {0, 1, 3}
-    chosen = fidelity.choose_sample(records, 5, order_seed=0)
+    chosen = fidelity_plan.choose_sample(records, 5, order_seed=0)
     assert [(r.number, why) for r, why in chosen][:4] == [(0, "front"), (1, "front"), (3, "front"), (2, "named")]
     assert chosen[4][1] == "other"
-    assert [r.number for r, _ in fidelity.choose_sample(records, 6, 0)][:5] == [r.number for r, _ in chosen]
+    assert [r.number for r, _ in fidelity_plan.choose_sample(records, 6, 0)][:5] == [r.number for r, _ in chosen]
     done = {[n for n in (4, 5) if n != chosen[4][0].number][0]}  # the other one, already retrained: it goes first
-    assert fidelity.choose_sample(records, 5, 0, done)[4][0].number in done
-    assert [r.number for r, _ in fidelity.choose_sample(records, 2, 0)] == [0, 1]
+    assert fidelity_plan.choose_sample(records, 5, 0, done)[4][0].number in done
+    assert [r.number for r, _ in fidelity_plan.choose_sample(records, 2, 0)] == [0, 1]
 
 
 def test_a_repeated_architecture_is_sampled_once(tmp_path, monkeypatch):
     study, _ = make_study(tmp_path)
     add_trained(study, read_trials(study)[4].arch_spec(), 0.25, 5.5)  # trial 6 repeats trial 4
-    monkeypatch.setattr(fidelity, "train_proxy", fake_training([]))
-    report = fidelity.fidelity(study, sample=12, budget_multiplier=2)
+    monkeypatch.setattr(fidelity_run, "train_proxy", fake_training([]))
+    report = fidelity_run.fidelity(study, sample=12, budget_multiplier=2)
     numbers = {p.number for p in report.pairs}
     assert len(numbers) == 6 and {0, 1, 2, 3, 5} < numbers and len(numbers & {4, 6}) == 1
     assert any("1 trained trial(s) repeat the architecture" in n for n in report.notes)
@@ -170,29 +173,29 @@ def test_a_repeated_architecture_is_sampled_once(tmp_path, monkeypatch):
 def test_results_are_stored_one_key_per_trial_multiplier_and_seed(tmp_path, monkeypatch):
     study, _ = make_study(tmp_path)
     calls = []
-    monkeypatch.setattr(fidelity, "train_proxy", fake_training(calls))
-    report = fidelity.fidelity(study, sample=4, budget_multiplier=3)
+    monkeypatch.setattr(fidelity_run, "train_proxy", fake_training(calls))
+    report = fidelity_run.fidelity(study, sample=4, budget_multiplier=3)
     assert len(calls) == 8 and {(e, s) for _, e, s in calls} == {(3, 1), (1, 1)}  # 3x the 1 epoch; seed 0 + 1
     numbers = [p.number for p in report.pairs]
     assert sorted(k for k in study.user_attrs if k.startswith("fidelity:")) == sorted(
         [f"fidelity:3:{n}:1" for n in numbers] + [f"fidelity:1:{n}:1" for n in numbers])
     assert report.trained == 8 and report.reused == 0 and report.long_epochs == 3
     assert all(p.long_top1 == study.user_attrs[f"fidelity:3:{p.number}:1"] for p in report.pairs)
-    again = fidelity.fidelity(study, sample=4, budget_multiplier=3)
+    again = fidelity_run.fidelity(study, sample=4, budget_multiplier=3)
     assert len(calls) == 8 and again.trained == 0 and again.reused == 8 and again.pairs == tuple(
         p.__class__(**{**p.__dict__, "trained_now": 0}) for p in report.pairs)
-    other_seed = fidelity.fidelity(study, sample=4, budget_multiplier=3, seed=7)  # stored apart, nothing lost
+    other_seed = fidelity_run.fidelity(study, sample=4, budget_multiplier=3, seed=7)  # stored apart, nothing lost
     assert len(calls) == 16 and "fidelity:3:0:7" in study.user_attrs and "fidelity:3:0:1" in study.user_attrs
     assert [p.number for p in other_seed.pairs] == numbers  # the sample does not depend on the seed
 
 
 def test_long_seeds_average_the_reference_and_measure_its_own_noise(tmp_path, monkeypatch, capsys):
     study, _ = make_study(tmp_path)
-    monkeypatch.setattr(fidelity, "train_proxy", fake_training([]))
-    fidelity.fidelity(study, sample=4, budget_multiplier=2)  # one long seed first: it is reused below
+    monkeypatch.setattr(fidelity_run, "train_proxy", fake_training([]))
+    fidelity_run.fidelity(study, sample=4, budget_multiplier=2)  # one long seed first: it is reused below
     calls = []
-    monkeypatch.setattr(fidelity, "train_proxy", fake_training(calls))
-    report = fidelity.fidelity(study, sample=4, budget_multiplier=2, long_seeds=3)
+    monkeypatch.setattr(fidelity_run, "train_proxy", fake_training(calls))
+    report = fidelity_run.fidelity(study, sample=4, budget_multiplier=2, long_seeds=3)
     # the study's seed is 0: the short rerun and the first long run take seed 1, the others 2 and 3
     assert report.long_seeds == (1, 2, 3) and sorted({s for _, e, s in calls if e == 2}) == [2, 3]
     assert len(calls) == 8 and report.reused == 8  # 4 trials x (long 1 + short rerun 1) were stored
@@ -203,9 +206,9 @@ def test_long_seeds_average_the_reference_and_measure_its_own_noise(tmp_path, mo
     assert report.long_seed_spearman.value == pytest.approx(1.0) and report.long_seed_spearman.n == 4
     data = report.to_dict()
     assert data["settings"]["long_seeds"] == [1, 2, 3] and data["long_seed_spearman"]["n"] == 4
-    assert fidelity.fidelity(study, sample=4, budget_multiplier=2).long_seed_spearman is None  # one seed: none
+    assert fidelity_run.fidelity(study, sample=4, budget_multiplier=2).long_seed_spearman is None  # one seed: none
     with pytest.raises(SearchError, match="long_seeds"):
-        fidelity.check_arguments(4, 2, long_seeds=0)
+        fidelity_plan.check_arguments(4, 2, long_seeds=0)
 
 
 @pytest.mark.parametrize("sign", [1, -1])
@@ -216,8 +219,8 @@ def test_the_held_out_loss_is_correlated_with_the_longer_training_beside_the_top
     for i, spec in enumerate(specs):  # top-1 and latency alike for all: only the loss can rank them
         long = fake_top1(spec, epochs=2, seed=1)  # what the fake's longer run will answer
         add_trained(study, spec, 0.5, 1.0 + i, loss=round(2.0 - sign * long, 4))
-    monkeypatch.setattr(fidelity, "train_proxy", fake_training([]))
-    report = fidelity.fidelity(study, sample=6, budget_multiplier=2)
+    monkeypatch.setattr(fidelity_run, "train_proxy", fake_training([]))
+    report = fidelity_run.fidelity(study, sample=6, budget_multiplier=2)
     # lower loss first: a loss that falls as the longer run's top-1 rises ranks them exactly (1), and inversely (-1)
     assert report.loss_spearman.n == 6 and report.loss_spearman.value == pytest.approx(sign)
     assert {p.number: p.short_loss for p in report.pairs} == {
@@ -233,16 +236,16 @@ def test_a_study_with_losses_on_some_trials_says_so(tmp_path, monkeypatch):
     study, _ = make_study(tmp_path)  # six trials without a loss, as searches before it was stored
     for i, spec in enumerate(distinct_specs(len(TRIALS) + 3)[len(TRIALS):]):
         add_trained(study, spec, 0.45, 10.0 + i, loss=1.0 + i / 10)
-    monkeypatch.setattr(fidelity, "train_proxy", fake_training([]))
-    report = fidelity.fidelity(study, sample=9, budget_multiplier=2)
+    monkeypatch.setattr(fidelity_run, "train_proxy", fake_training([]))
+    report = fidelity_run.fidelity(study, sample=9, budget_multiplier=2)
     assert len(report.pairs) == 9 and report.loss_spearman.n == 3
     assert "the held-out loss is stored for 3 of the 9 pairs" in " ".join(report.notes)
 
 
 def test_without_stored_losses_no_loss_correlation_is_claimed(tmp_path, monkeypatch):
     study, _ = make_study(tmp_path)  # as searches before the loss was stored
-    monkeypatch.setattr(fidelity, "train_proxy", fake_training([]))
-    report = fidelity.fidelity(study, sample=4, budget_multiplier=2)
+    monkeypatch.setattr(fidelity_run, "train_proxy", fake_training([]))
+    report = fidelity_run.fidelity(study, sample=4, budget_multiplier=2)
     assert report.loss_spearman is None and report.to_dict()["held_out_loss_spearman"] is None
 
 
@@ -250,20 +253,20 @@ def test_search_confirmations_are_reused_as_the_short_rerun(tmp_path, monkeypatc
     study, _ = make_study(tmp_path)
     study.set_user_attr("confirm:0:1", 0.33)  # the search retrained trial 0 with seed 1
     calls = []
-    monkeypatch.setattr(fidelity, "train_proxy", fake_training(calls))
-    report = fidelity.fidelity(study, sample=3, budget_multiplier=2)
+    monkeypatch.setattr(fidelity_run, "train_proxy", fake_training(calls))
+    report = fidelity_run.fidelity(study, sample=3, budget_multiplier=2)
     assert len(calls) == 5 and report.pairs[0].rerun_top1 == 0.33
 
 
 def test_recipe_defaults_without_proxy_setup(tmp_path, monkeypatch):
     study, _ = make_study(tmp_path, setup=False)
-    monkeypatch.setattr(fidelity, "train_proxy", fake_training([]))
-    recipe = fidelity.read_recipe(study)
+    monkeypatch.setattr(fidelity_run, "train_proxy", fake_training([]))
+    recipe = fidelity_plan.read_recipe(study)
     assert (recipe.seed, recipe.max_test_samples, recipe.assumed) == (0, 2000, True)
     # the study's setting records clipping (the default), so the longer runs clip alike
     assert recipe.proxy(4) == ProxyConfig(epochs=4, resolution=32, batch_size=32, lr=ProxyConfig.lr,
                                           grad_clip=ProxyConfig.grad_clip)
-    report = fidelity.fidelity(study, sample=3, budget_multiplier=2)
+    report = fidelity_run.fidelity(study, sample=3, budget_multiplier=2)
     assert any("assumed seed 0" in n for n in report.notes)
 
 
@@ -272,21 +275,21 @@ def test_library_refusals(tmp_path):
     few.mkdir(), full.mkdir()
     study, _ = make_study(few, trials=TRIALS[:2])
     with pytest.raises(SearchError, match="2 trained architecture"):
-        fidelity.plan(study)
+        fidelity_plan.plan(study)
     study, _ = make_study(full)
     with pytest.raises(SearchError, match="study's own seed") as exc:
-        fidelity.plan(study, seed=0)
+        fidelity_plan.plan(study, seed=0)
     assert exc.value.parameter == "seed"
     for sample, multiplier, parameter in ((2, 4, "sample"), (12, 1, "budget_multiplier"), (12, 2.5, "budget_multiplier")):
         with pytest.raises(SearchError) as exc:
-            fidelity.check_arguments(sample, multiplier)
+            fidelity_plan.check_arguments(sample, multiplier)
         assert exc.value.parameter == parameter
 
 
 def test_fewer_trained_trials_than_asked_is_said(tmp_path, monkeypatch):
     study, _ = make_study(tmp_path)
-    monkeypatch.setattr(fidelity, "train_proxy", fake_training([]))
-    report = fidelity.fidelity(study, sample=12, budget_multiplier=2)
+    monkeypatch.setattr(fidelity_run, "train_proxy", fake_training([]))
+    report = fidelity_run.fidelity(study, sample=12, budget_multiplier=2)
     assert len(report.pairs) == 6
     assert any("6 trained architectures: the sample is 6, not 12" in n for n in report.notes)
 
@@ -342,8 +345,8 @@ def test_text_rerun_trains_nothing(stored):
 def test_rerun_reuses_and_a_larger_sample_trains_only_the_new(stored, tmp_path, monkeypatch, capsys):
     storage, _, folder = stored
     calls = []
-    real = fidelity.train_proxy
-    monkeypatch.setattr(fidelity, "train_proxy", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    real = fidelity_run.train_proxy
+    monkeypatch.setattr(fidelity_run, "train_proxy", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
     args = ["fidelity", "--study", "t", "--sample", "4", "--budget-multiplier", "2", "--format", "json"]
     assert in_process(capsys, *args, "--storage", storage).returncode == 0
     assert calls == []
@@ -368,7 +371,7 @@ def test_html_scatter_is_written(stored, tmp_path, capsys):
 
 def test_long_seeds_through_the_command(tmp_path, monkeypatch, capsys):
     _, storage = make_study(tmp_path)
-    monkeypatch.setattr(fidelity, "train_proxy", fake_training([]))
+    monkeypatch.setattr(fidelity_run, "train_proxy", fake_training([]))
     two = in_process(capsys, "fidelity", "--study", "t", "--storage", storage, "--sample", "4",
                      "--budget-multiplier", "2", "--long-seeds", "2")
     assert two.returncode == 0, two.stderr

@@ -7,9 +7,9 @@ import yaml
 from fasternet_space.measure import Measurement, Protocol, TimingPolicy
 from fasternet_space.proxy import ProxyConfig, ProxyRun
 from search import SearchConfig, SearchSpace, TrialRecord
-from search import latency as latency_module
-from search.latency import longer, measure_candidate
-from search.trial import OVER_BUDGET
+from search.records.trial import OVER_BUDGET
+from search.run import latency as latency_module
+from search.run.latency import longer, measure_candidate
 from tests.conftest import QUICK_TIMING, TINY_SPACE
 
 
@@ -63,7 +63,7 @@ def test_the_longer_policy_is_longer_and_tighter():
 
 def test_the_record_says_borderline(monkeypatch, quiet_optuna):
     from fasternet_space.data import load_dataset
-    from search import objective as objective_module
+    from search.run import objective as objective_module
 
     session = FakeSession([(10.1, 9.9, 10.3), (10.4, 10.3, 10.5)])
     _with_session(monkeypatch, session)
@@ -102,7 +102,7 @@ def _table_file(tmp_path, part_ms, device_name="here"):
 
 def _objective_with(monkeypatch, tmp_path, budget_ms, mode, part_ms):
     from fasternet_space.data import load_dataset
-    from search import objective as objective_module
+    from search.run import objective as objective_module
 
     space_path, table_path = _table_file(tmp_path, part_ms)
     config = SearchConfig(budget_ms=budget_ms, space=str(space_path), latency=mode, latency_table=str(table_path),
@@ -126,9 +126,9 @@ def test_auto_records_a_far_over_budget_candidate_without_building_it(monkeypatc
         assert record.protocol["runtime_name"] == "torch" and record.latency_borderline is None
     assert built == []
     # the CSV, the hover text and the plot's label say the latency was predicted
-    from search.figure import over_how
-    from search.figure_data import point, status_text
-    from search.table import rows as table_rows
+    from search.report.figure import over_how
+    from search.report.figure_data import point, status_text
+    from search.report.trials_csv import rows as table_rows
 
     records = [TrialRecord.from_trial(t) for t in study.trials]
     _, rows = table_rows(records)
@@ -140,7 +140,7 @@ def test_auto_records_a_far_over_budget_candidate_without_building_it(monkeypatc
 def test_auto_measures_a_candidate_the_table_cannot_rule_out(monkeypatch, tmp_path, quiet_optuna):
     # predicted 9 parts x 1 ms = 9 to 11 ms against a 10 ms budget: within the table's 10% error, so measured
     objective, _ = _objective_with(monkeypatch, tmp_path, budget_ms=10.0, mode="auto", part_ms=1.0)
-    from search import objective as objective_module
+    from search.run import objective as objective_module
 
     session = FakeSession([(5.0, 4.9, 5.1)])
     monkeypatch.setattr(objective_module, "measure_candidate", lambda spec, config: (session.measure(QUICK_TIMING),
@@ -164,7 +164,7 @@ def test_predicted_mode_measures_nothing(monkeypatch, tmp_path, quiet_optuna):
 def test_a_table_for_another_space_or_device_is_refused(tmp_path):
     from fasternet_space.latency_table import TableError
     from search.errors import SearchError
-    from search.latency import load_table
+    from search.run.latency import load_table
 
     space_path, table_path = _table_file(tmp_path, 1.0)
     config = SearchConfig(space=str(space_path), latency="auto", latency_table=str(table_path))

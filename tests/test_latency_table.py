@@ -6,12 +6,16 @@ import yaml
 from fasternet_space import ArchSpec
 from fasternet_space import model as model_module
 from fasternet_space.latency_table import (
+    SAMPLED_PER_NETWORK,
     LatencyTable,
     TableError,
     decompose,
+    distinct_specs,
     enumerate_shapes,
     plan_parts,
     profile,
+    spec_signature,
+    split_networks,
 )
 from fasternet_space.measure import TimingPolicy, device_name
 from fasternet_space.runtimes import measure_spec_in
@@ -43,7 +47,9 @@ def space_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def table(space_file):
-    return profile(SearchSpace.from_yaml(space_file), "torch", fit_specs=4, held_out_specs=2, part_timing=PARTS,
+    space = SearchSpace.from_yaml(space_file)
+    fit, held_out = split_networks(space.sample_specs(SAMPLED_PER_NETWORK * 6, seed=0), 4, 2)
+    return profile(space, "torch", fit_specs=fit, held_out_specs=held_out, part_timing=PARTS,
                    model_timing=QUICK_TIMING)
 
 
@@ -106,6 +112,20 @@ def test_refusals(table, space_file):
     wrong.write_text(json.dumps({"format": "something else"}))
     with pytest.raises(TableError, match="not a version-1 table"):
         LatencyTable.load(wrong)
+
+
+
+def test_networks_to_profile_are_distinct_and_the_fit_keeps_at_least_half(space_file):
+    space = SearchSpace.from_yaml(space_file)
+    sampled = space.sample_specs(40, seed=0)
+    fit, held_out = split_networks(sampled, 4, 2)
+    assert (len(fit), len(held_out)) == (4, 2)
+    everything = distinct_specs(sampled, len(sampled))
+    assert [spec_signature(s) for s in fit + held_out] == [spec_signature(s) for s in everything[:6]]
+    fit, held_out = split_networks(sampled, 30, 30)  # more than the space holds: half of what there is held out
+    assert len(fit) + len(held_out) == len(everything) and len(held_out) == len(everything) // 2
+    with pytest.raises(TableError, match="fit_specs: is empty"):
+        profile(space, "torch", held_out_specs=held_out)
 
 
 @pytest.mark.slow

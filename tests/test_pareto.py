@@ -1,6 +1,6 @@
 """Study reports (Pareto figure, trials table, best spec), on small studies built by hand (no training, no timing).
 
-The studies are written as search.objective writes them (search.trial.TrialWriter) and read back only
+The studies are written as search.run.objective writes them (search.records.trial.TrialWriter) and read back only
 through TrialRecord.
 """
 
@@ -19,15 +19,16 @@ from optuna.trial import TrialState
 
 from fasternet_space import count, named_spec
 from fasternet_space.measure import Measurement, Protocol
-from search import browser, figure_data
 from search.errors import SearchError
-from search.export import ALLOWED_EXTENSIONS, export_study, save_best_spec, write_report
-from search.figure import figure
-from search.figure_data import study_figure_data
+from search.records.trial import FAILED, INVALID, OVER_BUDGET, PRUNED, TRAINED, Key, TrialWriter, read_trials
+from search.report import figure_data
+from search.report import images as browser
+from search.report.export import ALLOWED_EXTENSIONS, export_study, save_best_spec, write_report
+from search.report.figure import figure
+from search.report.figure_data import study_figure_data
+from search.report.trials_csv import FIXED_COLUMNS
+from search.run.storage import load_study
 from search.space import SearchSpace
-from search.storage import load_study
-from search.table import FIXED_COLUMNS
-from search.trial import FAILED, INVALID, OVER_BUDGET, PRUNED, TRAINED, Key, TrialWriter, read_trials
 
 BUDGET = 20.0
 PROTOCOL = {"device": "cpu", "device_name": "Toy CPU", "threads": 1, "batch": 1, "throughput_batch": 1,
@@ -57,7 +58,7 @@ pytestmark = pytest.mark.usefixtures("quiet_optuna")
 
 
 def make_study(tmp_path: Path | None, trials=TRIALS, name: str = "toy") -> tuple[optuna.Study, str | None]:
-    """A study as search.objective leaves it, written through TrialWriter: the searched parameters, cost,
+    """A study as search.run.objective leaves it, written through TrialWriter: the searched parameters, cost,
     measurement with the latency constraint, epochs, and pruned, failed and invalid trials.
 
     In SQLite under tmp_path, or in memory when tmp_path is None.

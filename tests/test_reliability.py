@@ -15,8 +15,8 @@ import yaml
 import cli
 from fasternet_space.proxy import ProxyConfig, ProxyDiverged, ProxyRun
 from search import SearchConfig, TrialRecord, read_trials, run_search
-from search import objective as objective_module
-from search.trial import FAILED, TRAINED
+from search.records.trial import FAILED, TRAINED
+from search.run import objective as objective_module
 from tests.cli_helpers import assert_one_line_error, run_cli
 from tests.conftest import QUICK_TIMING, ROOT, TINY_SPACE
 
@@ -231,7 +231,7 @@ def test_a_stop_sent_to_the_first_process_alone_reaches_its_workers(files):
 def test_a_worker_stopped_before_its_handler_is_not_counted_as_failed():
     import threading
 
-    from search.workers import wait_for_workers
+    from search.run.workers import wait_for_workers
 
     stop = threading.Event()
     stop.set()
@@ -296,7 +296,7 @@ def test_timing_excludes_training_and_trainings_overlap(tmp_path, monkeypatch):
     """Device lock shared by the workers of one machine: timing alone, trainings together."""
     import fcntl
 
-    from search.objective import Objective
+    from search.run.objective import Objective
     from search.space import SearchSpace
 
     lock_file = tmp_path / "device-cpu.lock"

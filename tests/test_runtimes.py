@@ -91,7 +91,7 @@ def test_search_measures_in_its_runtime_and_stores_it_in_the_setting(quiet_optun
     pytest.importorskip("onnxruntime")
     from fasternet_space.data import load_dataset
     from fasternet_space.proxy import ProxyConfig
-    from search.objective import Objective
+    from search.run.objective import Objective
 
     config = SearchConfig(budget_ms=1e-6, timing=QUICK_TIMING, runtime="onnxruntime",
                           proxy=ProxyConfig(epochs=1, resolution=32))

@@ -11,9 +11,9 @@ from fasternet_space.data import load_dataset
 from fasternet_space.model import build_model
 from fasternet_space.proxy import ProxyConfig, ProxyRun, proxy_spec, train_proxy
 from search import SearchConfig, SearchError, SearchSpace, TrialRecord, parse_budget, read_trials
-from search import objective as objective_module
-from search.objective import Objective
-from search.trial import OVER_BUDGET, PRUNED, TRAINED, Key
+from search.records.trial import OVER_BUDGET, PRUNED, TRAINED, Key
+from search.run import objective as objective_module
+from search.run.objective import Objective
 from tests.cli_helpers import assert_one_line_error, run_cli
 from tests.conftest import QUICK_TIMING, TINY_SPACE
 
@@ -227,7 +227,7 @@ def test_search_bad_input(tiny_space_file, tmp_path):
 
 
 def test_pruning_stops_hopeless_candidates_but_never_a_fully_trained_one():
-    from search.pruning import CurvePruner
+    from search.run.pruning import CurvePruner
 
     space = SearchSpace.from_dict(TINY_SPACE)
     always = CurvePruner(percentile=100.0, n_startup_trials=0, n_warmup_epochs=0)  # prunes all below the best

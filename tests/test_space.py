@@ -3,8 +3,9 @@ import pytest
 import yaml
 
 from fasternet_space import NAMED_SPECS, ArchSpec, SpecError
-from search.space import SearchSpace
-from search.trial import Key, TrialWriter
+from fasternet_space.space import Free
+from search.records.trial import Key, TrialWriter
+from search.space import SearchSpace, distribution, suggest_value
 from tests.conftest import ROOT
 
 DEFAULT_SPACE = ROOT / "spaces" / "fasternet.yaml"
@@ -81,3 +82,35 @@ def test_search_has_its_public_names():
         assert getattr(search, name) is not None
     assert search.SearchSpace is SearchSpace
     assert search.SearchSpace.from_yaml(DEFAULT_SPACE).contains(NAMED_SPECS["t0"])
+
+
+def test_the_design_space_needs_no_optuna_and_the_search_space_extends_it():
+    import subprocess
+    import sys
+
+    from fasternet_space.space import DesignSpace, same_number
+    from search.space import Free as SearchFree
+
+    code = ("import sys; from fasternet_space.space import DesignSpace; from fasternet_space.latency_table import "
+            "profile; DesignSpace.from_yaml(sys.argv[1]); assert 'optuna' not in sys.modules, 'optuna'; "
+            "assert 'search' not in sys.modules, 'search'")
+    subprocess.run([sys.executable, "-c", code, str(DEFAULT_SPACE)], check=True, cwd=ROOT)
+    assert type(SearchSpace.from_yaml(DEFAULT_SPACE)) is SearchSpace
+    assert type(SearchSpace.from_dict({"embed_dim": 8})) is SearchSpace
+    assert isinstance(SearchSpace.from_dict({}), DesignSpace)
+    assert SearchFree is Free
+    assert same_number(2, 2.0) and not same_number(True, 1) and not same_number("2", 2)
+
+
+@pytest.mark.parametrize("entry", [{"choices": [8, 16, 32]}, {"low": 8, "high": 64, "step": 8},
+                                   {"low": 8, "high": 64, "log": True}])
+def test_a_free_value_is_sampled_from_its_distribution(entry):
+    space = SearchSpace.from_dict({"embed_dim": entry})
+    (free,) = space.free_params
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        trial = study.ask()
+        value = suggest_value(free, trial)
+        assert trial.distributions[free.param] == distribution(free)
+        assert free.contains(value) and distribution(free)._contains(distribution(free).to_internal_repr(value))
+        study.tell(trial, 0.0)

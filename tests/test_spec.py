@@ -1,3 +1,4 @@
+import json
 import random
 
 import pytest
@@ -142,3 +143,39 @@ def test_spec_is_frozen_and_widths_default_to_doubling():
 def test_partial_channels_floor_without_float_surprises():
     spec = ArchSpec(embed_dim=96, depths=(1,), partial_ratio=1 / 3)
     assert spec.partial_channels == (32,)
+
+
+def test_the_same_network_by_field_groups():
+    from fasternet_space.named import named_label
+    from fasternet_space.spec import (
+        ARCHITECTURE_NEUTRAL_FIELDS,
+        IDENTITY_FIELDS,
+        LATENCY_NEUTRAL_FIELDS,
+        network_key,
+        same_network,
+    )
+
+    t0 = NAMED_SPECS["t0"]
+    other_task = t0.replace(name="x", drop_path_rate=0.5, pconv_forward="slicing", num_classes=10, in_chans=1,
+                            input_size=64)
+    assert same_network(t0, other_task, ignoring=ARCHITECTURE_NEUTRAL_FIELDS) and named_label(other_task) == "T0"
+    assert not same_network(t0, other_task, ignoring=LATENCY_NEUTRAL_FIELDS)
+    layer_scale = t0.replace(layer_scale_init_value=0.1)
+    assert named_label(layer_scale) is None
+    assert network_key(layer_scale, LATENCY_NEUTRAL_FIELDS) == network_key(t0, LATENCY_NEUTRAL_FIELDS)
+    # widths written out are the default doubling for same_network; a key keeps them as written
+    written = t0.replace(widths=(40, 80, 160, 320))
+    assert same_network(t0, written) and named_label(written) == "T0"
+    assert network_key(t0) != network_key(written)
+    # a stored spec dict gives the same key as the spec
+    assert network_key(t0.to_dict()) == network_key(t0) == network_key(t0.replace(name="y"), IDENTITY_FIELDS)
+    assert network_key(t0) == json.dumps({k: v for k, v in t0.to_dict().items() if k != "name"}, sort_keys=True)
+
+
+def test_spec_does_not_import_named_or_files():
+    import ast
+
+    source = (ROOT / "fasternet_space" / "spec.py").read_text()
+    imported = {n.module for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Import) for a in n.names}
+    assert not imported & {"named", "spec_io", "yaml"}, imported

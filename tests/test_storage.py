@@ -1,4 +1,4 @@
-"""search.storage: passwords kept out of messages, the storage URL from the environment, dead workers' trials."""
+"""search.run.storage: passwords kept out of messages, the storage URL from the environment, dead workers' trials."""
 
 import os
 import signal
@@ -13,11 +13,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search import storage as storage_module
 from search.errors import SearchError
-from search.storage import (
+from search.records.trial import WORKER as WORKER_ATTR
+from search.run import storage as storage_module
+from search.run.storage import (
     STORAGE_ENV,
-    WORKER_ATTR,
     claim_trial,
     fail_stale_trials,
     load_study,
@@ -155,7 +155,7 @@ def _ask(study):
 WORKER = textwrap.dedent("""
     import sys, time
     import optuna
-    from search.storage import claim_trial, make_storage
+    from search.run.storage import claim_trial, make_storage
     study = optuna.load_study(study_name="s", storage=make_storage(sys.argv[1]))
     trial = study.ask()
     trial.suggest_int("embed", 8, 64)

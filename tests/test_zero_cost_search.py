@@ -8,9 +8,9 @@ import yaml
 
 from fasternet_space.proxy import ProxyConfig
 from search import SearchConfig, SearchError, read_trials, run_search
-from search.export import write_report
-from search.objective import STORED_SCORES, vote_percentile
-from search.trial import SCORED, TRAINED
+from search.records.trial import SCORED, TRAINED
+from search.report.export import write_report
+from search.run.objective import STORED_SCORES, vote_percentile
 from tests.conftest import QUICK_TIMING, TINY_SPACE
 
 
@@ -32,7 +32,7 @@ def test_vote_percentile_is_the_mean_share_scored_at_least_as_high():
 
 
 def test_training_free_search_scores_resumes_and_exports(base, tmp_path, monkeypatch):
-    from search import objective as objective_module
+    from search.run import objective as objective_module
 
     monkeypatch.setattr(objective_module, "train_proxy", lambda *a, **k: pytest.fail("a training-free search trained"))
     config = base.__class__(**{**base.__dict__, "accuracy": "zero-cost:synflow", "n_trials": 3, "study_name": "zc"})

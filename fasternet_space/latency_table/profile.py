@@ -1,0 +1,170 @@
+"""Making a latency table: time every part a space can produce, then fit the correction on whole networks
+and measure its error on others held out from that fit."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..measure import Protocol, TimingPolicy, default_threads, resolve_device
+from ..runtimes import check_available, measure_module_latency, spec_session
+from ..space import DesignSpace
+from ..spec import ArchSpec
+from ..spec_io import read_yaml
+from .parts import EmptyPart, enumerate_shapes, fit_deltas, part_module, plan_parts, torch_mode
+from .table import LatencyTable, TableError, key, spec_signature
+
+# Parts: a short fixed time each (memoised by signature); whole networks: longer, for the fit and its error.
+PART_TIMING = TimingPolicy(warmup=2, min_repeats=5, max_repeats=400, max_time_s=0.15, rel_ci=0.02)
+MODEL_TIMING = TimingPolicy(warmup=2, min_repeats=5, max_repeats=200, max_time_s=1.5, rel_ci=0.02)
+MIN_FIT_FOR_OFFSET = 8  # networks needed to fit an offset besides the scale
+SAMPLED_PER_NETWORK = 4  # specs to sample per whole network wanted: repeats of a network are dropped
+
+
+def profile(space: DesignSpace, runtime: str = "torch", *, fit_specs: Sequence[ArchSpec] = (),
+            held_out_specs: Sequence[ArchSpec] = (), seed: int = 0, device: str = "cpu", threads: int | None = None,
+            part_timing: TimingPolicy = PART_TIMING, model_timing: TimingPolicy = MODEL_TIMING,
+            on_progress: Callable[[str, int, int], None] | None = None) -> LatencyTable:
+    """Times every part the space can produce in `runtime`, then fits the correction on the whole networks
+    `fit_specs` and measures its error on `held_out_specs` (points of the space; `split_networks` picks them
+    from sampled specs). `seed`: the seed they were sampled with, recorded in the table."""
+    if runtime == "torch-compile":
+        raise TableError("runtime", runtime, "cannot be profiled part by part (each of hundreds of parts would be "
+                         "compiled); allowed: torch, onnxruntime, openvino")
+    if not fit_specs:
+        raise TableError("fit_specs", None, "is empty; allowed: at least one whole network of the space to fit on")
+    found = check_available(runtime, device)
+    dev = resolve_device(device)
+    threads = default_threads(dev) if threads is None else threads
+    started = time.perf_counter()
+    shapes = enumerate_shapes(space)
+    if not shapes:
+        raise TableError("space", space.name, "has no valid network; allowed: a space with at least one")
+    todo, reference = plan_parts(shapes)
+    mode = torch_mode(device, threads) if runtime == "torch" else "portable"
+    parts: dict[str, float] = {}
+    for i, signature in enumerate(todo):
+        module, shape = part_module(signature, mode)
+        channels_last = mode == "onednn" and signature[0] != "stem"
+        timing = measure_module_latency(module, shape, runtime, device=device, threads=threads, policy=part_timing,
+                                        channels_last=channels_last)
+        parts[key(signature)] = timing.median_ms
+        if on_progress:
+            on_progress("parts", i + 1, len(todo))
+    overhead = measure_module_latency(EmptyPart(), (1, 1, 1), runtime, device=device, threads=threads,
+                                      policy=part_timing).median_ms
+    reference["deltas"] = fit_deltas(parts, reference)
+    label = f"pytorch-eager ({mode})" if runtime == "torch" else runtime
+    protocol = Protocol.for_device(dev, input_size=shapes[0].input_size, in_chans=shapes[0].in_chans,
+                                   runtime=label, threads=threads, throughput_batch=1, policy=part_timing,
+                                   runtime_version=found).to_dict()
+    protocol["runtime_name"] = runtime
+    table = LatencyTable(protocol=protocol, space=_space_dict(space), space_source=space.source, parts=parts,
+                         reference=reference, correction=[1.0, 0.0, 0.0], error={})
+    networks = [*fit_specs, *held_out_specs]
+    sums, counts, measured = [], [], []
+    for i, spec in enumerate(networks):
+        prediction = table.predict(spec, space)
+        with spec_session(spec, runtime, device=device, threads=threads) as session:
+            measured.append(session.measure(model_timing).latency_ms)
+        sums.append(prediction.parts_ms)
+        counts.append(prediction.parts)
+        if on_progress:
+            on_progress("networks", i + 1, len(networks))
+    fit = len(fit_specs)
+    table.correction = fit_correction(sums[:fit], counts[:fit], measured[:fit], overhead)
+    a, b, c = table.correction
+    predicted = [a * s + b * n + c for s, n in zip(sums[fit:], counts[fit:], strict=True)]
+    table.error = error_summary(predicted, measured[fit:])
+    table.profile = {"seconds": time.perf_counter() - started, "parts_timed": len(todo), "shapes": len(shapes),
+                     "call_overhead_ms": overhead, "fit": {"parts_ms": sums, "parts": counts, "measured_ms": measured},
+                     "fit_networks": [spec_signature(s) for s in networks[:fit]],
+                     "held_out_networks": [spec_signature(s) for s in networks[fit:]], "seed": seed,
+                     "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                     "space_sha256": hashlib.sha256(json.dumps(table.space, sort_keys=True).encode()).hexdigest()}
+    return table
+
+
+def split_networks(candidates: Sequence[ArchSpec], fit: int, held_out: int) -> tuple[list[ArchSpec], list[ArchSpec]]:
+    """The first `fit + held_out` distinct networks of `candidates` (sample SAMPLED_PER_NETWORK times as many),
+    split into those to fit the correction on and those to measure its error on. With fewer networks than
+    asked for, the fit keeps at least half of them."""
+    networks = distinct_specs(candidates, fit + held_out)
+    cut = len(networks) - min(held_out, len(networks) // 2)
+    return networks[:cut], networks[cut:]
+
+
+def distinct_specs(specs: Sequence[ArchSpec], count: int, exclude: set[str] = frozenset()) -> list[ArchSpec]:
+    """The first `count` specs whose signatures differ from each other and from those in `exclude`."""
+    seen, out = set(exclude), []
+    for spec in specs:
+        sig = spec_signature(spec)
+        if sig not in seen:
+            seen.add(sig)
+            out.append(spec)
+        if len(out) == count:
+            break
+    return out
+
+
+def fit_correction(sums: list[float], counts: list[int], measured: list[float], overhead_ms: float) -> list[float]:
+    """measured = a * (sum - parts * overhead) + c; the coefficients as [a, -a * overhead, c] of
+    `a * sum + b * parts + c`. The overhead is the runtime's cost of one call of an empty part: every part
+    timed alone pays it, the whole network once. Two forms compete by leave-one-out relative error over the
+    networks: a scale alone (the median ratio, robust to a network timed in a noisy moment) and a scale with
+    an offset (least squares on the relative error; it needs MIN_FIT_FOR_OFFSET networks and must keep every
+    prediction positive)."""
+    net = np.array([s - n * overhead_ms for s, n in zip(sums, counts, strict=True)])
+    m = np.array(measured)
+    forms = [_scale_only] + ([_scale_and_offset] if len(m) >= MIN_FIT_FOR_OFFSET else [])
+    best = min(forms, key=lambda form: _leave_one_out(form, net, m))
+    a, c = best(net, m)
+    return [a, float(-a * overhead_ms), c]
+
+
+def _scale_only(net, m) -> tuple[float, float]:
+    return float(np.median(m / net)), 0.0
+
+
+def _scale_and_offset(net, m) -> tuple[float, float]:
+    x = np.stack([net, np.ones_like(net)], axis=1) / m[:, None]  # weighted by 1 / measured
+    (a, c), *_ = np.linalg.lstsq(x, np.ones_like(m), rcond=None)
+    if a <= 0 or a * net.min() + c <= 0:
+        return _scale_only(net, m)
+    return float(a), float(c)
+
+
+def _leave_one_out(form, net, m) -> float:
+    """Median relative error of `form` predicting each network from the others."""
+    errors = []
+    for i in range(len(m)):
+        keep = np.arange(len(m)) != i
+        a, c = form(net[keep], m[keep])
+        errors.append(abs(a * net[i] + c - m[i]) / m[i])
+    return float(np.median(errors))
+
+
+def error_summary(predicted: list[float], measured: list[float]) -> dict[str, Any]:
+    rel = sorted(abs(p - m) / m for p, m in zip(predicted, measured, strict=True))
+    if not rel:
+        return {"n": 0, "median_rel": math.nan, "p95_rel": math.nan, "max_rel": math.nan, "within_10pct": math.nan,
+                "bound_rel": 0.1}
+    p95 = rel[min(len(rel) - 1, math.ceil(0.95 * len(rel)) - 1)]
+    return {"n": len(rel), "median_rel": statistics.median(rel), "p95_rel": p95, "max_rel": rel[-1],
+            "within_10pct": sum(r <= 0.1 for r in rel) / len(rel), "bound_rel": rel[-1]}
+
+
+def _space_dict(space: DesignSpace) -> dict[str, Any]:
+    """The space as its YAML content (what `DesignSpace.from_dict` reads back)."""
+    if space.source and Path(space.source).is_file():
+        return read_yaml(space.source)
+    raise TableError("space", space.name, "has no YAML file to record; allowed: a space read from a file")

@@ -1,0 +1,106 @@
+"""The study's own attributes, typed: the only reader and writer of an Optuna study's user attributes
+(a trial's go through `search.records.trial`). The keys are those older studies stored, so they still read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from search.records.values import finite_number
+
+SETTING = "setting"  # what makes numbers comparable: budget, device, data, proxy budget, space (SearchConfig.setting)
+PROXY_SETUP = "proxy_setup"  # the proxy's seed and held-out size (SearchConfig.proxy_setup)
+SAMPLERS = "samplers"  # every sampler that added trials (analysis warns unless all were random)
+SCREENED = "screened"  # how many screened candidates a two-stage search enqueued (set once)
+# A finished trial takes no new attributes in Optuna: confirmations (retrainings with other seeds, done
+# after the search) are study attributes, one key per trial and seed, so concurrent writers never collide.
+CONFIRM_PREFIX = "confirm:"
+FIDELITY_PREFIX = "fidelity"  # fidelity:MULTIPLIER:TRIAL:SEED -> top-1, or "diverged: ..."
+
+
+def write_new(study: optuna.Study, setting: dict[str, Any], proxy_setup: dict[str, Any], sampler: str) -> None:
+    """What the creator of a study records once."""
+    study.set_user_attr(SETTING, setting)
+    study.set_user_attr(PROXY_SETUP, proxy_setup)
+    study.set_user_attr(SAMPLERS, [sampler])
+
+
+def setting(study: optuna.Study) -> dict[str, Any] | None:
+    """The study's setting; None while its creator has not written it yet (or not a mapping)."""
+    value = study.user_attrs.get(SETTING)
+    return value if isinstance(value, dict) else None
+
+
+def proxy_setup(study: optuna.Study) -> dict[str, Any]:
+    """The proxy's seed and held-out size as stored ({} for studies made before they were)."""
+    value = study.user_attrs.get(PROXY_SETUP)
+    return value if isinstance(value, dict) else {}
+
+
+def budget_ms(study: optuna.Study) -> float | None:
+    """The latency budget the study was searched with, if any."""
+    budget = (setting(study) or {}).get("budget_ms")
+    return float(budget) if isinstance(budget, int | float) and not isinstance(budget, bool) else None
+
+
+def samplers(study: optuna.Study) -> list[str] | None:
+    """Every sampler that added trials; None for studies that did not record them."""
+    value = study.user_attrs.get(SAMPLERS)
+    return list(value) if isinstance(value, list) else None
+
+
+def add_sampler(study: optuna.Study, sampler: str) -> None:
+    """Records one more sampler on a resumed study (studies without the record are left without it)."""
+    used = samplers(study)
+    if used is not None and sampler not in used:
+        study.set_user_attr(SAMPLERS, [*used, sampler])
+
+
+def screened(study: optuna.Study) -> int:
+    """How many screened candidates were enqueued (0: not a two-stage search, or not yet)."""
+    value = study.user_attrs.get(SCREENED)
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def mark_screened(study: optuna.Study, count: int) -> None:
+    study.set_user_attr(SCREENED, count)
+
+
+def store_confirmation(study: optuna.Study, number: int, seed: int, accuracy: float) -> None:
+    """Stores the top-1 of trial `number` retrained with `seed`."""
+    study.set_user_attr(f"{CONFIRM_PREFIX}{number}:{seed}", accuracy)
+
+
+def confirmations(study: optuna.Study) -> dict[int, dict[int, float]]:
+    """trial number -> {seed: top-1} of every stored confirmation."""
+    found: dict[int, dict[int, float]] = {}
+    for key, value in study.user_attrs.items():
+        if key.startswith(CONFIRM_PREFIX) and finite_number(value) is not None:
+            number, _, seed = key.removeprefix(CONFIRM_PREFIX).partition(":")
+            if number.isdigit() and seed.lstrip("-").isdigit():
+                found.setdefault(int(number), {})[int(seed)] = float(value)
+    return found
+
+
+def fidelity_key(multiplier: int, number: int, seed: int) -> str:
+    """The attribute holding one fidelity retraining's top-1 (multiplier 1: the short recipe)."""
+    return f"{FIDELITY_PREFIX}:{multiplier}:{number}:{seed}"
+
+
+def has_fidelity_result(study: optuna.Study, key: str) -> bool:
+    return key in study.user_attrs
+
+
+def store_fidelity_result(study: optuna.Study, key: str, top1: float | str) -> None:
+    study.set_user_attr(key, top1)
+
+
+def fidelity_results(study: optuna.Study) -> dict[tuple[int, int, int], Any]:
+    """(multiplier, trial, seed) -> top-1, or a "diverged: ..." string, of every stored fidelity retraining."""
+    results: dict[tuple[int, int, int], Any] = {}
+    for key, value in study.user_attrs.items():
+        parts = key.split(":")
+        if len(parts) == 4 and parts[0] == FIDELITY_PREFIX and all(p.lstrip("-").isdigit() for p in parts[1:]):
+            results[(int(parts[1]), int(parts[2]), int(parts[3]))] = value
+    return results

@@ -1,0 +1,217 @@
+"""The search's progress and summary as text: the lines `cli.py search` prints, returned (nothing printed here).
+
+`SearchProgress` formats what run_search's callbacks report (the start, each finished trial, each confirmation
+retraining); `summary_lines` and `closing_line` format the summary after the run, `search_warnings` what makes
+its numbers less trustworthy.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from fasternet_space.report import format_table, human
+from search.records.front import best_feasible, pareto_front, standing
+from search.records.trial import (
+    FAILED,
+    MEASURED,
+    OVER_BUDGET,
+    PRUNED,
+    SCORED,
+    TRAINED,
+    TrialRecord,
+    read_trials,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import optuna
+    from optuna.trial import FrozenTrial
+
+    from search.run.study import SearchOutcome
+
+__all__ = ["SearchProgress", "accuracy_text", "closing_line", "failed_workers_warning", "fixed", "search_warnings",
+           "summary_lines"]
+
+
+def fixed(value: float | None, digits: int) -> str:
+    """`value` with `digits` decimals, or 'n/a'."""
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def accuracy_text(record: TrialRecord) -> str:
+    """'0.861 [0.846, 0.876] (3 seeds)': the top-1 the front is decided on, with its 95% interval."""
+    if record.score is not None:
+        return f"{record.score_name} {record.score:.4g} (untrained)"
+    if record.accuracy is None:
+        return "n/a"
+    ci = record.accuracy_ci
+    interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+    seeds = f" ({len(record.seed_accs)} seeds)" if record.confirmed else ""
+    return f"{record.accuracy:.3f}{interval}{seeds}"
+
+
+def _label(record: TrialRecord) -> str:
+    return f"#{record.number}" + (f" {record.named}" if record.named else "")
+
+
+class SearchProgress:
+    """One line per finished trial: n of N, the trial, the best feasible so far, time left. Every method
+    returns the lines to show (none when quiet)."""
+
+    def __init__(self, n_trials: int, budget_ms: float, quiet: bool):
+        self.n_trials = n_trials
+        self.budget_ms = budget_ms
+        self.quiet = quiet
+        self.started = time.perf_counter()  # restarted by start_lines; a screening stage's trials come before it
+        self.done_here = 0
+
+    def start_lines(self, outcome: SearchOutcome) -> list[str]:
+        """Starts the clock; the study, the named configs enqueued and the notes."""
+        from search.run.study import count_finished
+
+        self.started = time.perf_counter()
+        initial = count_finished(outcome.study)
+        if self.quiet:
+            return []
+        resumed = f", resuming with {initial} finished" if initial else ""
+        lines = [f"study {outcome.study.study_name!r}: {self.n_trials} trials, budget {self.budget_ms:g} ms{resumed}"]
+        if outcome.enqueued:
+            lines.append(f"named configs enqueued first: {', '.join(outcome.enqueued)}")
+        return lines + [f"note: {note}" for note in outcome.notes]
+
+    def confirm_line(self, record: TrialRecord, seed: int, accuracy: float) -> str | None:
+        """One confirmation retraining: its seed's top-1 next to the first seed's."""
+        if self.quiet:
+            return None
+        return f"[confirm] {_label(record)}: seed {seed} top-1 {accuracy:.3f} (first seed {record.proxy_acc:.3f})"
+
+    def trial_line(self, study: optuna.Study, trial: FrozenTrial) -> str | None:
+        """One finished trial: what it came to, the best feasible so far, time spent and left."""
+        self.done_here += 1
+        if self.quiet:
+            return None
+        records = read_trials(study)
+        finished = sum(r.finished for r in records)
+        record = TrialRecord.from_trial(trial)
+        best = best_feasible(records)
+        best_text = (f"best {best.merit:.4g} @ {best.latency_ms:.1f} ms (#{best.number})" if best
+                     else "census, no accuracy" if record.status == MEASURED else "no feasible yet")
+        elapsed = time.perf_counter() - self.started
+        left = max(self.n_trials - finished, 0)
+        eta = f", ~{elapsed / self.done_here * left / 60:.1f} min left" if self.done_here and left else ""
+        return (f"[{min(finished, self.n_trials)}/{self.n_trials}] {_label(record)}: {_outcome_text(record)} | "
+                f"{best_text} | {elapsed / 60:.1f} min{eta}")
+
+
+def _outcome_text(record: TrialRecord) -> str:
+    """What one trial came to: its top-1, score or census numbers, or why it has none."""
+    if record.status == TRAINED:
+        return f"top-1 {record.proxy_acc:.3f}, latency {record.latency_ms:.2f} ms"
+    if record.status == SCORED:
+        return f"{record.score_name} {record.score:.4g} (untrained), latency {record.latency_ms:.2f} ms"
+    if record.status == MEASURED:
+        return (f"latency {record.latency_ms:.2f} ms, {human(record.flops or 0)} FLOPs, "
+                f"{human(record.param_count or 0)} params (census)")
+    reason = record.reason or "no reason stored (its worker stopped or was killed)"
+    return reason if reason.startswith(record.status) else f"{record.status}: {reason}"
+
+
+def failed_workers_warning(count: int) -> str:
+    return f"warning: {count} extra worker(s) stopped with an error; their finished trials are kept"
+
+
+def summary_lines(outcome: SearchOutcome, records: list[TrialRecord], budget_ms: float) -> list[str]:
+    """The summary after a run, up to its closing line: counts, the Pareto front, the named configs,
+    warnings and notes (a line may start with a blank line of its own)."""
+    lines = [""]
+    if outcome.interrupted:
+        lines.append("interrupted: the study keeps every finished trial; run the same command to resume")
+    if outcome.stale_failed:
+        lines.append(f"failed {len(outcome.stale_failed)} trial(s) left running by a stopped worker: "
+                     + ", ".join(f"#{n}" for n in outcome.stale_failed))
+    lines.append(_counts_line(outcome, records, budget_ms))
+    front = pareto_front(records)
+    lines += _front_lines(front) + _named_lines(records, front)
+    lines += [f"\nwarning: {warning}" for warning in search_warnings(records)]
+    return lines + [f"\nnote: {note}" for note in outcome.notes]
+
+
+def _counts_line(outcome: SearchOutcome, records: list[TrialRecord], budget_ms: float) -> str:
+    counts = {s: sum(r.status == s for r in records) for s in (TRAINED, SCORED, MEASURED, OVER_BUDGET, PRUNED, FAILED)}
+    scored = f"{counts[SCORED]} scored without training, " if counts[SCORED] else ""
+    scored += f"{counts[MEASURED]} measured only (census), " if counts[MEASURED] else ""
+    predicted_over = sum(r.status == OVER_BUDGET and r.latency_source == "predicted" for r in records)
+    how = (f"{counts[OVER_BUDGET] - predicted_over} measured, {predicted_over} predicted by the latency table; "
+           if predicted_over else "measured; ") + "not trained"
+    return (f"study {outcome.study.study_name!r}: {counts[TRAINED]} trained within budget, {scored}"
+            f"{counts[OVER_BUDGET]} over the {budget_ms:g} ms budget ({how}), {counts[PRUNED]} pruned, "
+            f"{counts[FAILED]} failed; {outcome.elapsed_s / 60:.1f} min this run")
+
+
+def _front_lines(front: list[TrialRecord]) -> list[str]:
+    table = [[r.number, r.named or "", accuracy_text(r), fixed(r.latency_ms, 2), human(r.flops or 0),
+              human(r.flops_per_s or 0, "FLOPS"), human(r.param_count or 0)] for r in front]
+    if not table:
+        return []
+    return ["\nPareto front (feasible trials; proxy top-1 with its 95% interval vs latency):",
+            format_table(["trial", "named", "proxy top-1 [95% CI]", "latency ms", "FLOPs", "achieved", "params"],
+                         table)]
+
+
+def _named_lines(records: list[TrialRecord], front: list[TrialRecord]) -> list[str]:
+    named = sorted((r for r in records if r.named and r.status in (TRAINED, SCORED, MEASURED, OVER_BUDGET, PRUNED)),
+                   key=lambda r: r.latency_ms or 0.0)
+    if not named:
+        return []
+    return ["\nnamed configs in this study:"] + [
+        f"  {r.named}: latency {r.latency_ms:.2f} ms, {_named_standing(r, front)}" for r in named]
+
+
+def _named_standing(record: TrialRecord, front: list[TrialRecord]) -> str:
+    if record.status == TRAINED:
+        return f"top-1 {accuracy_text(record)}, {standing(record, front)}"
+    if record.status == SCORED:
+        return f"{accuracy_text(record)}, " + ("on the front" if record.pareto else "behind the front")
+    if record.status == PRUNED:
+        return f"pruned ({record.reason})"
+    if record.status == MEASURED:
+        return "within budget, measured only (census)"
+    return "over budget, not trained"
+
+
+def closing_line(records: list[TrialRecord], study_name: str, budget_ms: float, best_spec: Path | None) -> str:
+    """The summary's last line: the best feasible trial and `best_spec`, where its spec was saved; or, with
+    none feasible, why not (a census, or nothing within the budget)."""
+    best = best_feasible(records)
+    measured = sum(r.status == MEASURED for r in records)
+    if best is None and measured:
+        return (f"\ncensus: {measured} candidates measured within budget, no accuracy (--proxy none: nothing "
+                f"trained or scored, so no front); python cli.py analyze --study {study_name} --out FILE.html")
+    if best is None:
+        return f"\nno trial met the {budget_ms:g} ms budget yet; raise --latency-budget or --n-trials"
+    what = accuracy_text(best) if best.score is not None else f"top-1 {accuracy_text(best)}"
+    return (f"\nbest feasible: trial #{best.number}, {what}, latency {best.latency_ms:.2f} ms -> {best_spec}  "
+            f"(python cli.py build --spec {best_spec})")
+
+
+def search_warnings(records: list[TrialRecord]) -> list[str]:
+    """What makes this study's numbers less trustworthy, with what to change."""
+    warnings = []
+    blind = [r for r in records if r.status == TRAINED and r.learned_nothing]
+    if blind:
+        chance = blind[0].chance
+        warnings.append(
+            f"{len(blind)} trained trial(s) did not beat chance ({chance:.3f}): the proxy learned nothing for them "
+            f"(#{', #'.join(str(r.number) for r in blind[:8])}); raise --proxy-epochs, lower --proxy-batch-size, "
+            "or give the proxy more images (--max-train-samples, more data)")
+    unsettled = [r for r in records if r.latency_stable is False]
+    if unsettled:
+        load = max((r.load_per_core or 0.0) for r in unsettled)
+        why = "the machine was busy" if load >= 0.75 else "the timings were noisy"
+        warnings.append(
+            f"{len(unsettled)} latency measurement(s) did not settle within the timing cap (machine load up to "
+            f"{load:.1f} per core): {why}, so those latencies are less certain than their intervals' target; "
+            "rerun on an idle machine for a clean front")
+    return warnings

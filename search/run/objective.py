@@ -1,0 +1,177 @@
+"""The search objective: spec -> metrics, cheapest first (count, then latency, then the proxy).
+
+Objectives: maximise proxy_acc, minimise latency_ms. The latency budget is an Optuna constraint;
+a candidate over budget is recorded as infeasible with its measured latency (or the latency a latency
+table predicts, `search.run.latency`) and is never trained
+(its accuracy objective is 0.0 and its record's `proxy_acc` is None). Every attribute is written
+through `TrialWriter`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import math
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import torch
+
+from fasternet_space import count, zero_cost
+from fasternet_space.data import Dataset
+from fasternet_space.proxy import ProxyDiverged, train_proxy
+from fasternet_space.spec import SpecError
+from search.config import SearchConfig
+from search.records.trial import TrialRecord, TrialWriter
+from search.run.latency import load_table, measure_candidate, screened_out
+from search.run.pruning import CurvePruner
+from search.run.storage import claim_trial
+from search.space import SearchSpace
+
+# Stored for every feasible candidate (the baselines params and flops are exact counts, stored already).
+STORED_SCORES = ("synflow", "naswot", "grad_norm", "snip")
+
+
+def _needed(accuracy: str) -> tuple[str, ...]:
+    name = accuracy.removeprefix("zero-cost:")
+    return zero_cost.VOTE_SCORES if name == "vote" else (name,)
+
+
+def _stored_scores(trial: optuna.Trial) -> list[dict[str, float]]:
+    """The zero-cost scores of the study's other finished trials."""
+    finished = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return [r.zero_cost for r in map(TrialRecord.from_trial, finished) if r.zero_cost and r.number != trial.number]
+
+
+def vote_percentile(scores: dict[str, float], others: list[dict[str, float]]) -> float:
+    """The vote of a candidate while the study grows: the mean, over synflow, naswot and snip, of the share
+    of scored candidates (itself included) that it scores at least as high as; in (0, 1], higher is better.
+    It is relative to the trials so far, so early values are coarse (the study's vote is final at the end)."""
+    shares = []
+    for name in zero_cost.VOTE_SCORES:
+        pool = [o[name] for o in others if name in o] + [scores[name]]
+        shares.append(sum(v <= scores[name] for v in pool) / len(pool))
+    return sum(shares) / len(shares)
+
+
+@contextlib.contextmanager
+def device_lock(lock_dir: str | Path | None, device: str, exclusive: bool) -> Iterator[None]:
+    """A readers-writer lock per device, shared by the workers on this machine: timing takes it
+    exclusively (a latency measured while another worker trains is not a measurement); training takes
+    it shared, so trainings overlap with each other but never with a timing."""
+    if lock_dir is None:
+        yield
+        return
+    lock_dir = Path(lock_dir)
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    path = lock_dir / f"device-{device.replace(':', '_')}.lock"
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def default_lock_dir() -> str:
+    return str(Path(tempfile.gettempdir()) / "fasternet-space-locks")
+
+
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    return (str(exc).splitlines() or [""])[0][:limit]
+
+
+class Objective:
+    def __init__(self, space: SearchSpace, dataset: Dataset, config: SearchConfig,
+                 pruner: CurvePruner | None = None, stop: threading.Event | None = None):
+        self.space = space
+        self.dataset = dataset
+        self.config = config
+        self.pruner = pruner
+        self.stop = stop or threading.Event()
+        self.table = load_table(config)  # None unless latency is predicted or auto
+
+    def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
+        """Any failure marks this trial failed with its reason stored on it; the study goes on."""
+        writer = TrialWriter(trial)
+        claim_trial(trial)
+        try:
+            return self._evaluate(trial, writer)
+        except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:
+            writer.failure("interrupted by the user (Ctrl-C); the same command resumes")
+            raise
+        except Exception as exc:
+            writer.failure(f"{exc.__class__.__name__}: {_first_line(exc)}", keep_earlier=True)
+            raise
+
+    def _evaluate(self, trial: optuna.Trial, writer: TrialWriter) -> tuple[float, float]:
+        config = self.config
+        try:
+            spec = self.space.suggest(trial, name=writer.enqueued_name)
+        except SpecError as exc:
+            writer.invalid(str(exc))
+            raise optuna.TrialPruned(f"invalid spec: {exc}") from None
+        writer.cost(spec, count(spec))
+
+        latency_ms = None
+        if self.table is not None:
+            predicted = self.table.predict(spec, self.space).latency_ms  # the same space: load_table checks
+            if config.latency == "predicted" or screened_out(predicted, self.table, config):
+                if not writer.predicted(predicted, config.budget_ms, self.table.protocol, self.table.error_bound):
+                    return 0.0, predicted
+                latency_ms = predicted
+        if latency_ms is None:
+            with device_lock(config.lock_dir, config.device, exclusive=True):
+                writer.machine_load(os.getloadavg()[0] / (os.cpu_count() or 1))
+                measurement, borderline = measure_candidate(spec, config)
+            latency_ms = measurement.latency_ms
+            if not writer.measurement(measurement, config.budget_ms, borderline):
+                return 0.0, latency_ms
+        if config.accuracy == "none":  # a census: the accuracy objective is a constant the random sampler ignores
+            writer.measured_only()
+            return 0.0, latency_ms
+
+        if config.zero_cost_scores or config.accuracy != "train":
+            names = STORED_SCORES if config.zero_cost_scores else _needed(config.accuracy)
+            scores = zero_cost.scores(names, spec, self.dataset, seed=config.seed, threads=config.proxy.threads)
+            writer.zero_cost(scores)
+        if config.accuracy != "train":
+            name = config.accuracy.removeprefix("zero-cost:")
+            value = vote_percentile(scores, _stored_scores(trial)) if name == "vote" else scores[name]
+            writer.scored(name, value)
+            return value, latency_ms
+
+        curve: list[float] = []
+
+        def on_epoch(epoch: int, acc: float) -> None:
+            curve.append(acc)
+            writer.epoch(curve)
+            last_epoch = epoch + 1 == config.proxy.epochs  # a fully trained candidate is complete, never pruned
+            if self.pruner is None or last_epoch:
+                return
+            verdict = self.pruner.judge(trial.study, trial.number, curve)
+            if verdict.prune:
+                raise optuna.TrialPruned(writer.pruned(epoch + 1, acc, verdict.threshold, self.pruner.describe(),
+                                                       verdict.compared))
+
+        try:
+            with device_lock(config.lock_dir, config.device, exclusive=False):
+                final = train_proxy(spec, self.dataset, config.proxy, seed=config.seed, on_epoch=on_epoch,
+                                    should_stop=self.stop.is_set, device=config.device)
+        except ProxyDiverged as exc:
+            writer.failure(f"proxy training diverged: {exc}")
+            raise
+        except (torch.OutOfMemoryError, MemoryError) as exc:
+            writer.failure(f"out of memory while training: {_first_line(exc)}")
+            raise
+        acc = final.top1[-1]
+        if not math.isfinite(acc):
+            raise ProxyDiverged(f"held-out accuracy is {acc}")
+        writer.proxy_result(acc, len(self.dataset.test_y), self.dataset.classes, config.seed, loss=final.loss[-1])
+        return acc, latency_ms

@@ -1,0 +1,256 @@
+"""The Optuna study: sampler, named configs enqueued first, resume, workers, and the run loop."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import optuna
+from optuna.study import MaxTrialsCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from fasternet_space import NAMED_SPECS, zero_cost
+from fasternet_space.data import Dataset, load_dataset
+from fasternet_space.spec import SpecError
+from search.config import SAMPLERS, SearchConfig
+from search.errors import SearchError
+from search.records import study_attrs
+from search.records.trial import SCORED, TrialRecord, named_attrs, read_trials
+from search.run.confirm import confirm
+from search.run.objective import Objective
+from search.run.pruning import make_pruner
+from search.run.storage import fail_stale_trials, make_storage, redact
+from search.run.workers import start_workers, wait_for_workers
+from search.space import SearchSpace
+
+DIRECTIONS = ["maximize", "minimize"]  # proxy_acc, latency_ms
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def make_sampler(name: str, space: SearchSpace, seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, n_trials // 3)),
+                                          multivariate=True, constant_liar=True)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, n_trials // 3)))
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "gp":
+        try:
+            import scipy  # noqa: F401
+        except ImportError:
+            raise SearchError("sampler", "gp", "needs scipy; allowed: pip install -e '.[gp]', or another sampler: "
+                              + ", ".join(s for s in SAMPLERS if s != "gp")) from None
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=min(10, max(2, n_trials // 3)))
+    if name == "grid":
+        grid = space.grid()
+        if grid is None:
+            raise SearchError("sampler", "grid", f"needs a finite space; {space.source or space.name} has a "
+                              "continuous range; allowed: choices, integer ranges or stepped ranges only")
+        return optuna.samplers.GridSampler(grid, seed=seed)
+    raise SearchError("sampler", repr(name), f"not known; allowed: {', '.join(SAMPLERS)}")
+
+
+def open_study(config: SearchConfig, space: SearchSpace) -> tuple[optuna.Study, bool]:
+    """Creates the study, or loads it to resume: (study, created here). Creation is atomic in the storage,
+    so of several workers started at once exactly one creates it. A resumed study must have the same setting."""
+    storage = make_storage(config.storage, config.heartbeat_s)
+    name = config.resolved_study_name(space.name)
+    # Workers, and a resumed run, must not replay the same random suggestions: offset the seed by the
+    # worker and by the trials already there (a single fresh run keeps exactly the configured seed).
+    existing = _trial_count(storage, name)
+    sampler = make_sampler(config.sampler, space, config.seed + 1000 * config.worker_index + existing,
+                           config.n_trials)
+    setting = config.setting()
+    where = redact(config.storage)
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, directions=DIRECTIONS, sampler=sampler)
+        study_attrs.write_new(study, setting, config.proxy_setup(), config.sampler)
+        study.set_metric_names(["proxy_acc", "latency_ms"])
+        return study, True
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(storage=storage, study_name=name, sampler=sampler)
+    if list(study.directions) != [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]:
+        raise SearchError("study_name", repr(name), f"the study in {where} is not a fasternet-space search; "
+                          "allowed: another study name")
+    stored = study_attrs.setting(study)
+    if stored is None:  # created by another worker a moment ago, which is setting it now
+        time.sleep(1.0)
+        stored = study_attrs.setting(study) or setting
+    differ = [k for k in {**stored, **setting} if k != "space" and stored.get(k) != setting.get(k)]
+    if differ:
+        was = ", ".join(f"{k} {_show(stored.get(k))}" for k in differ)
+        raise SearchError("study_name", repr(name), f"the study in {where} was made with {was}; allowed: the same "
+                          "setting to resume it (numbers measured otherwise are not comparable), or another study name")
+    study_attrs.add_sampler(study, config.sampler)
+    return study, False
+
+
+def _show(value: Any) -> str:
+    return "another version of the file" if isinstance(value, str) and len(value) == 64 else str(value)
+
+
+def _trial_count(storage: optuna.storages.BaseStorage, name: str) -> int:
+    try:
+        return len(optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False))
+    except KeyError:
+        return 0
+
+
+def named_points(space: SearchSpace) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The named configs that are points of the space: label -> (spec name, Optuna parameters)."""
+    points = {}
+    for key, spec in NAMED_SPECS.items():
+        params = space.params_for(spec)
+        if params is not None:
+            points[key.upper()] = (spec.name, params)
+    return points
+
+
+def enqueue_named(study: optuna.Study, space: SearchSpace) -> list[str]:
+    """Enqueues the named configs that are points of the space (called once, by the study's creator)."""
+    points = named_points(space)
+    for label, (spec_name, params) in points.items():
+        study.enqueue_trial(params, user_attrs=named_attrs(label, spec_name))
+    return list(points)
+
+
+def screen(config: SearchConfig, space: SearchSpace, on_trial: Callable | None = None,
+           stop: threading.Event | None = None) -> tuple[list[dict[str, Any]], SearchOutcome]:
+    """The first stage of a two-stage search: scores `config.screen` candidates without training (a study
+    of its own, STUDY-screen, resumable like any other), then returns the parameters of the best
+    `config.keep` share of the feasible ones by the zero-cost vote (named configs left out: they are
+    enqueued in the trained study anyway), with the screening run's outcome."""
+    main_name = config.resolved_study_name(space.name)
+    screening = replace(config, study_name=f"{main_name}-screen", accuracy="zero-cost:vote", n_trials=config.screen,
+                        screen=0, confirm=1, zero_cost_scores=True)
+    outcome = run_search(screening, on_trial=on_trial, stop=stop)
+    scored = {r.number: r for r in read_trials(outcome.study)
+              if r.status == SCORED and r.zero_cost and not r.named
+              and all(n in r.zero_cost for n in zero_cost.VOTE_SCORES)}
+    votes = zero_cost.vote({n: r.zero_cost for n, r in scored.items()})
+    best = sorted(votes, key=lambda n: -votes[n])[:math.ceil(config.keep * len(votes))]
+    return [scored[n].params for n in best], outcome
+
+
+def check_space(space: SearchSpace, dataset: Dataset, samples: int = 32) -> None:
+    """Refuses, before any trial, a space that gives no valid network or a proxy resolution too small for it."""
+    specs, problems = [], []
+    for seed in range(samples):
+        try:
+            specs.append(space.sample_specs(1, seed=seed)[0])
+        except SpecError as exc:
+            problems.append(str(exc))
+    if not specs:
+        raise SearchError("space", space.source or space.name, f"no valid network in {samples} random suggestions "
+                          f"(e.g. {problems[0]}); allowed: a space whose points are valid specs")
+    smallest = min(spec.min_input_size() for spec in specs)
+    if dataset.resolution < smallest:
+        raise SearchError("proxy_resolution", dataset.resolution, "too small for this space's patch and merge "
+                          f"layers; allowed: >= {smallest}")
+
+
+def count_finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+BUILT_IN_DATA = ("digits", "fashion")
+
+
+def deployment_note(space: SearchSpace, dataset: Dataset, data: str) -> str | None:
+    """Where the user's own data has other classes than the space's head: latency is measured for the
+    space's head and input, the proxy trains with the data's classes; say so, and how to align them."""
+    if data.split(":")[0] in BUILT_IN_DATA:
+        return None
+    spec = space.sample_specs(1, seed=0)[0]
+    if spec.num_classes == dataset.classes:
+        return None
+    return (f"latency is measured for the space's deployment, {spec.num_classes} classes at "
+            f"{spec.input_size}x{spec.input_size}, while the proxy trains with the data's {dataset.classes} classes "
+            f"at {dataset.resolution}x{dataset.resolution}; if you deploy on this data, set num_classes: "
+            f"{dataset.classes} and input_size: YOUR_SIZE in the space file")
+
+
+@dataclass
+class SearchOutcome:
+    """What a run of `run_search` did: the study, whether it was interrupted, what it enqueued and cleaned up."""
+
+    study: optuna.Study
+    interrupted: bool = False
+    enqueued: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    failed_workers: int = 0  # extra worker processes that ended with an error
+    stale_failed: list[int] = field(default_factory=list)  # trials of dead workers failed by this run
+    notes: list[str] = field(default_factory=list)  # what the user should know about this setting
+    confirmations: int = 0  # retrainings with other seeds done by this run
+
+
+def run_search(config: SearchConfig, on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+               on_start: Callable[[SearchOutcome], None] | None = None,
+               on_confirm: Callable[[TrialRecord, int, float], None] | None = None,
+               stop: threading.Event | None = None) -> SearchOutcome:
+    """Runs (or resumes) the study until it holds `n_trials` finished trials or the timeout passes,
+    with `config.workers - 1` extra processes on this machine sharing it through the storage.
+
+    Setting `stop` (e.g. from a SIGINT handler) ends the run: training polls it every step, and the
+    study stops after the current trial even where a KeyboardInterrupt was swallowed on its way up."""
+    config.validate()
+    stop = stop or threading.Event()
+    space = SearchSpace.from_yaml(config.space)
+    kept: list[dict[str, Any]] = []
+    if config.screen:
+        kept, screened = screen(config, space, on_trial=on_trial, stop=stop)
+        if stop.is_set():
+            return screened  # interrupted while screening: its summary; the same command resumes
+        config = replace(config, n_trials=len(kept) + (len(named_points(space)) if config.named else 0))
+    dataset = load_dataset(config.data, config.proxy.resolution, seed=config.seed,
+                           max_train=config.max_train_samples, max_test=config.max_test_samples)
+    check_space(space, dataset)
+    study, created = open_study(config, space)
+    outcome = SearchOutcome(study)
+    outcome.stale_failed = fail_stale_trials(study)
+    outcome.enqueued = enqueue_named(study, space) if config.named and created else []
+    if kept and not study_attrs.screened(study):  # once, by the run that screened
+        for params in kept:
+            study.enqueue_trial(params)
+        study_attrs.mark_screened(study, len(kept))
+    note = deployment_note(space, dataset, config.data)
+    outcome.notes += [note] if note else []
+    if on_start is not None:
+        on_start(outcome)
+    workers = start_workers(config, study.study_name, config.workers - 1)
+    objective = Objective(space, dataset, config, make_pruner(config.pruner), stop=stop)
+    start = time.perf_counter()
+    remaining = config.n_trials - count_finished(study)
+
+    def stop_when_asked(study: optuna.Study, trial: FrozenTrial) -> None:
+        if stop.is_set():
+            study.stop()
+
+    callbacks = [MaxTrialsCallback(config.n_trials, states=FINISHED)]
+    if on_trial is not None:
+        callbacks.append(on_trial)
+    callbacks.append(stop_when_asked)
+    try:
+        if remaining > 0:
+            # Failed trials do not count toward n_trials; the cap only stops a study whose every trial fails.
+            study.optimize(objective, n_trials=3 * remaining + 5, timeout=config.timeout_s, callbacks=callbacks,
+                           catch=(Exception,), gc_after_trial=True)
+    except KeyboardInterrupt:
+        stop.set()
+    finally:
+        outcome.failed_workers = wait_for_workers(workers, stop)
+    if config.worker_index == 0 and not stop.is_set():
+        try:
+            outcome.confirmations = confirm(study, dataset, config.proxy, config.seed, config.confirm,
+                                            on_result=on_confirm, stop=stop, device=config.device)
+        except KeyboardInterrupt:
+            stop.set()
+    outcome.stale_failed += fail_stale_trials(study)
+    outcome.interrupted = stop.is_set()
+    outcome.elapsed_s = time.perf_counter() - start
+    return outcome

@@ -1,0 +1,51 @@
+"""Extra worker processes on this machine: each runs the same search on the same study.
+
+A worker receives the whole `SearchConfig` as JSON in its environment (not on its command line, where
+a storage password would show in process lists) and runs `python -m search.run.worker_main`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+CONFIG_ENV = "FASTERNET_WORKER_CONFIG"
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_workers(config, study_name: str, count: int) -> list[subprocess.Popen]:
+    """Starts `count` workers (indices 1..count) on `study_name`; their output is discarded."""
+    processes = []
+    for index in range(1, count + 1):
+        env = dict(os.environ, **{CONFIG_ENV: config.for_worker(index, study_name).to_json()})
+        # The checkout (or site-packages) on the path, whatever the current directory.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH")) if p)
+        processes.append(subprocess.Popen([sys.executable, "-m", "search.run.worker_main"], env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return processes
+
+
+# Asks a worker to stop after its current trial. Not SIGINT: a Ctrl-C in a terminal already reached the
+# whole process group, and a second SIGINT makes a worker quit at once.
+STOP_SIGNAL = getattr(signal, "SIGUSR1", None)
+
+
+def wait_for_workers(processes: list[subprocess.Popen], stop: threading.Event | None = None) -> int:
+    """Waits for every worker; returns how many ended with an error. When this process was asked to stop
+    (`stop` set: a SIGINT sent to it alone, as a process manager or `kill -INT` does), the workers still
+    running are asked to stop too, rather than running on to the end of the study."""
+    if stop is not None and stop.is_set():
+        for process in processes:
+            if process.poll() is None:
+                if STOP_SIGNAL is not None:
+                    process.send_signal(STOP_SIGNAL)
+                else:  # no SIGUSR1 (Windows): the worker ends at once, its running trial is failed on resume
+                    process.terminate()
+    # A worker that SIGUSR1 ended by its default action was still importing (its handler comes first
+    # thing after): it had started no trial, so that is a stop, not an error.
+    stopped = (0, -STOP_SIGNAL) if STOP_SIGNAL is not None else (0,)
+    return sum(p.wait() not in stopped for p in processes)

@@ -13,6 +13,9 @@ import click
 import spaces
 from fasternet_space.checkpoint import CheckpointError
 from fasternet_space.errors import InputError
+from fasternet_space.latency_table import MODEL_TIMING, NETWORKS, PART_TIMING
+from fasternet_space.named import NAMED_SPECS
+from fasternet_space.paired import CALIBRATION_ENV, CALIBRATION_WINDOW_S
 from fasternet_space.proxy import ProxyConfig
 from fasternet_space.spec import SpecError
 from search import DEFAULT_STORAGE, SAMPLERS, SearchConfig
@@ -25,7 +28,8 @@ USER_ERRORS: tuple[type[Exception], ...] = (SpecError, CheckpointError, InputErr
 
 #: Library parameter names whose flag is not simply --the-same-name.
 FLAGS = {"budget": "--latency-budget", "budget_ms": "--latency-budget", "timeout_s": "--timeout", "accuracy": "--proxy",
-         "heartbeat_s": "--heartbeat", "out": "--out"}
+         "heartbeat_s": "--heartbeat", "out": "--out", "calibration_s": "--calibration-seconds",
+         CALIBRATION_ENV: f"${CALIBRATION_ENV}"}
 
 
 def flag_for(parameter: str | None) -> str | None:
@@ -132,9 +136,11 @@ def build(spec_path, fmt, weights, out, measure, device, threads, batch_size, in
         except ExportError as exc:
             fail(exc.message("--export"))
     if measure:
-        resolve_device(device), check_available(runtime, device)  # refused before the input size
+        resolve_device(device)  # the device and runtime are refused before the input size
+        check_available(runtime, device)
     try:
-        spec.replace(input_size=input_size) if input_size else spec
+        if input_size:
+            spec.replace(input_size=input_size)  # refused here with its flag, not inside the build
     except SpecError as exc:
         fail(f"--input-size {input_size}: {exc.problem}")
     summary = build_summary(spec, weights=weights, out=out, export_path=export_path, measure=measure, device=device,
@@ -177,17 +183,17 @@ def bench_models(specs, device, threads, batch_size, input_size, runtime, fmt) -
     """The named configs T0..L (or the given spec files) side by side: params, FLOPs, latency, FLOPS."""
     from fasternet_space import NAMED_SPECS, count, load_spec
     from fasternet_space.measure import resolve_device
+    from fasternet_space.relative import measure_side_by_side
     from fasternet_space.report import format_models_table, model_summary
-    from fasternet_space.runtimes import check_available, measure_spec_in
+    from fasternet_space.runtimes import check_available
 
     resolve_device(device)
     check_available(runtime, device)
     chosen = [load_spec(p) for p in specs] or list(NAMED_SPECS.values())
-    results = []
-    for spec in chosen:
-        m = measure_spec_in(spec, runtime, device=device, threads=threads, throughput_batch=batch_size,
-                            input_size=input_size or spec.input_size)
-        results.append(model_summary(spec, count(spec.replace(input_size=input_size or spec.input_size)), m))
+    measured = measure_side_by_side(chosen, runtime, device=device, threads=threads, throughput_batch=batch_size,
+                                    input_size=input_size)
+    results = [model_summary(spec, count(spec.replace(input_size=input_size or spec.input_size)), m)
+               for spec, m in zip(chosen, measured, strict=True)]
     click.echo(json.dumps(results, indent=2) if fmt == "json" else format_models_table(results))
 
 
@@ -241,6 +247,14 @@ def bench_models(specs, device, threads, batch_size, input_size, runtime, fmt) -
               "timed; auto: a candidate predicted over the budget by more than the table's error is recorded "
               "infeasible without being built, the others are timed.")
 @click.option("--latency-table", type=click.Path(dir_okay=False), help="A table from `profile` (for predicted, auto).")
+@click.option("--latency-reference", type=click.Choice([*NAMED_SPECS, "none"]), default=SearchConfig.latency_reference,
+              show_default=True, callback=lambda ctx, param, value: None if value == "none" else value,
+              help="On CPU, time each candidate in pairs with this named config (latency = median ratio x its "
+                   "calibrated latency); none: each candidate timed on its own, as studies made before.")
+@click.option("--recalibrate", is_flag=True, help="Time the reference's latency anew instead of reusing the study's.")
+@click.option("--calibration-seconds", "calibration_s", type=click.FloatRange(min=0, min_open=True),
+              help=f"Seconds of reference calls per calibration [default: {CALIBRATION_WINDOW_S:g}, or "
+                   f"${CALIBRATION_ENV}].")
 @click.option("--allow-other-device", is_flag=True,
               help="Use a latency table profiled on another device or runtime than --device/--runtime.")
 @click.option("--workers", type=int, default=SearchConfig.workers, show_default=True, callback=positive("--workers"),
@@ -257,7 +271,7 @@ def search(budget, space_path, proxy_epochs, proxy_resolution, proxy_batch_size,
     """Search the space under a latency budget: measured latency, short-proxy accuracy, Optuna samplers."""
     from fasternet_space.measure import resolve_device
     from fasternet_space.runtimes import check_available
-    from search import parse_budget, run_search
+    from search import run_search
     from search.report.summary import SearchProgress, failed_workers_warning
     from search.run.latency import load_table
     from search.run.objective import default_lock_dir
@@ -269,13 +283,13 @@ def search(budget, space_path, proxy_epochs, proxy_resolution, proxy_batch_size,
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)  # fail now, not after the search (OSError: one line)
     config = SearchConfig(
-        budget_ms=parse_budget(budget), space=spaces.resolve(space_path),
+        **budget_fields(budget, settings["latency_reference"]), space=spaces.resolve(space_path),
         proxy=ProxyConfig(epochs=proxy_epochs, resolution=proxy_resolution, batch_size=proxy_batch_size, lr=proxy_lr,
                           grad_clip=proxy_grad_clip or None),
         lock_dir=default_lock_dir(), **settings,
     ).validate()
     load_table(config)  # a table that cannot serve this search is refused now, not at the first trial
-    progress = SearchProgress(config.n_trials, config.budget_ms, quiet)
+    progress = SearchProgress(config.n_trials, config.budget_text(), quiet)
     stop = threading.Event()
 
     def on_sigint(signum, frame) -> None:
@@ -291,9 +305,22 @@ def search(budget, space_path, proxy_epochs, proxy_resolution, proxy_batch_size,
                          on_confirm=echoed(progress.confirm_line), stop=stop)
     if outcome.failed_workers:
         click.echo(failed_workers_warning(outcome.failed_workers), err=True)
-    print_search_summary(outcome, config.budget_ms, best_path, export_dir)
+    print_search_summary(outcome, outcome.budget_ms or config.budget_ms, best_path, export_dir)
     if outcome.interrupted:
         raise SystemExit(130)
+
+
+def budget_fields(text: str, reference: str | None) -> dict:
+    """--latency-budget as SearchConfig fields: budget_ms, or budget_ratio for a budget like 1.2xT0."""
+    from search.config import parse_budget, reference_budget
+
+    ratio = reference_budget(text)
+    if ratio is None:
+        return {"budget_ms": parse_budget(text)}
+    if ratio[1] != reference:
+        fail(f"--latency-budget {text}: is in units of {ratio[1].upper()}, not of --latency-reference "
+             f"{reference}; allowed: the same named config for both")
+    return {"budget_ms": None, "budget_ratio": ratio[0]}
 
 
 def echoed(lines_of):
@@ -409,14 +436,15 @@ def analyze(study_name, storage, out, fmt) -> None:
 @click.option("--space", "space_path", default=spaces.DEFAULT, show_default=True,
               help="A space YAML file, or the name of a shipped space: the table covers its points.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The table, a .json file.")
-@click.option("--fit-specs", type=int, default=16, show_default=True, callback=positive("--fit-specs"),
+@click.option("--fit-specs", type=int, default=NETWORKS, show_default=True, callback=positive("--fit-specs"),
               help="Whole networks sampled from the space and measured, to fit the correction on.")
-@click.option("--held-out-specs", type=int, default=16, show_default=True, callback=positive("--held-out-specs"),
+@click.option("--held-out-specs", type=int, default=NETWORKS, show_default=True, callback=positive("--held-out-specs"),
               help="Other whole networks measured for the table's own error (what `search --latency auto` trusts).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Which networks are sampled.")
-@click.option("--part-time", type=click.FloatRange(min=0, min_open=True), default=0.15, show_default=True,
+@click.option("--part-time", type=click.FloatRange(min=0, min_open=True), default=PART_TIMING.max_time_s, show_default=True,
               help="Seconds of timing per part at most (after warm-up).")
-@click.option("--network-time", type=click.FloatRange(min=0, min_open=True), default=1.5, show_default=True,
+@click.option("--network-time", type=click.FloatRange(min=0, min_open=True), default=MODEL_TIMING.max_time_s,
+              show_default=True,
               help="Seconds of timing per whole network at most.")
 def profile_command(device, runtime, threads, space_path, out, fit_specs, held_out_specs, seed, part_time,
                     network_time) -> None:
@@ -424,7 +452,7 @@ def profile_command(device, runtime, threads, space_path, out, fit_specs, held_o
     correction fitted on whole networks (`predict`, `search --latency predicted|auto` read it)."""
     from dataclasses import replace
 
-    from fasternet_space.latency_table import MODEL_TIMING, PART_TIMING, profile
+    from fasternet_space.latency_table import check_profilable, profile
     from fasternet_space.report import format_profiled
     from search.space import SearchSpace, profile_networks
 
@@ -435,6 +463,7 @@ def profile_command(device, runtime, threads, space_path, out, fit_specs, held_o
         if done == total or done % (50 if stage == "parts" else 8) == 0:
             click.echo(f"[{stage}] {done}/{total}", err=True)
 
+    check_profilable(space, runtime, device)  # refused before any network is sampled
     fit_networks, held_out_networks = profile_networks(space, fit_specs, held_out_specs, seed)
     table = profile(space, runtime, device=device, threads=threads, fit_specs=fit_networks,
                     held_out_specs=held_out_networks, seed=seed, on_progress=on_progress,

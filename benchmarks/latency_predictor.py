@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fasternet_space import count  # noqa: E402
 from fasternet_space.latency_table import (  # noqa: E402
+    NETWORKS,
     SAMPLED_PER_NETWORK,
     LatencyTable,
     distinct_specs,
@@ -42,7 +43,7 @@ from fasternet_space.stats import spearman  # noqa: E402
 from search import SearchSpace  # noqa: E402
 
 MEASURE = TimingPolicy(warmup=3, min_repeats=10, max_time_s=3.0, rel_ci=0.02)
-PROFILE_NETWORKS = 16  # fit and held-out networks each, sampled with seed 0 (`cli.py profile`'s defaults)
+PROFILE_NETWORKS = NETWORKS  # fit and held-out networks each, sampled with seed 0 (`cli.py profile`'s defaults)
 
 
 def evaluate(table: LatencyTable, space: SearchSpace, runtime: str, n_specs: int, seed: int,

@@ -12,8 +12,9 @@ from .export import export_onnx
 from .inference import for_inference
 from .measure import measure_model, resolve_device
 from .model import build_model
+from .relative import PROTOCOL_PAIRS, measure_against_reference, relative_timing_applies
 from .report import measured_summary, spec_summary
-from .runtimes import check_available, measure_in
+from .runtimes import check_available, measure_in, model_session
 from .spec import ArchSpec
 
 
@@ -42,7 +43,11 @@ def build_summary(spec: ArchSpec, *, weights: str | None = None, out: str | None
         flops = count(measured_spec).flops
         kwargs = dict(device=device, threads=threads, throughput_batch=batch_size,
                       input_size=measured_spec.input_size, in_chans=spec.in_chans)
-        if runtime == "torch":
+        if relative_timing_applies(device):  # in pairs with the reference, calibrated for this build
+            result = measure_against_reference(
+                model_session(fast, flops, runtime, **kwargs), runtime=runtime, device=device, threads=threads,
+                input_size=measured_spec.input_size, in_chans=spec.in_chans, policy=PROTOCOL_PAIRS)
+        elif runtime == "torch":
             result = measure_model(fast, flops, **kwargs)
         else:  # the engines run the same graph as --export writes, from a temporary file
             result = measure_in(fast, flops, runtime, **kwargs)

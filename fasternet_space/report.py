@@ -5,13 +5,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .cost import CostReport
-from .latency_table import LatencyTable
 from .measure import Measurement, Protocol
 from .named import named_label
 from .spec import ArchSpec
 
 if TYPE_CHECKING:
+    from .latency_table import LatencyTable
     from .operators import OperatorRow
+
+
+def fixed(value: float | None, digits: int) -> str:
+    """`value` with `digits` decimals, or 'n/a'."""
+    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def human(value: float, unit: str = "") -> str:
@@ -59,14 +64,31 @@ def measured_summary(measurement: Measurement, input_size: int, flops: int) -> d
     """What `build --measure` adds to `spec_summary`: the speed at `input_size` (where the FLOPs are `flops`)."""
     return {"measured_input_size": input_size, "measured_flops": flops, "latency_ms": measurement.latency_ms,
             "latency_ci_ms": list(measurement.latency_ci_ms), "throughput": measurement.throughput,
-            "flops_per_s": measurement.flops_per_s, "protocol": measurement.protocol.to_dict()}
+            "flops_per_s": measurement.flops_per_s, "protocol": measurement.protocol.to_dict(),
+            **_relative(measurement)}
 
 
 def model_summary(spec: ArchSpec, cost: CostReport, measurement: Measurement) -> dict[str, Any]:
     """One row of `bench models`, JSON-ready: the model, its exact cost and its measured speed."""
     return {"name": spec.name, "named": named_label(spec), "params": cost.params, "flops": cost.flops,
             "latency_ms": measurement.latency_ms, "throughput": measurement.throughput,
-            "flops_per_s": measurement.flops_per_s, "protocol": measurement.protocol.to_dict()}
+            "flops_per_s": measurement.flops_per_s, "protocol": measurement.protocol.to_dict(),
+            **_relative(measurement)}
+
+
+def _relative(measurement: Measurement) -> dict[str, Any]:
+    """The paired timing behind a latency (ratio to the reference, its interval, the calibration), if any."""
+    relative = measurement.extra.get("relative")
+    return {"relative": relative} if relative else {}
+
+
+def relative_text(summary: dict[str, Any]) -> str:
+    """' = 0.930 x T0 (T0 calibrated at 15.90 ms)' for a latency measured in pairs; '' otherwise."""
+    relative = summary.get("relative")
+    if not relative:
+        return ""
+    return (f" = {relative['ratio']:.3f} x {relative['reference']} ({relative['reference']} calibrated at "
+            f"{relative['calibration']['ms']:.2f} ms)")
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -92,7 +114,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         size = summary.get("measured_input_size", protocol.input_size)
         at = "" if size == summary["input_size"] else f" (FLOPs there {human(summary['measured_flops'])})"
         lines.append(
-            f"measured at {size}x{size}{at}: latency {summary['latency_ms']:.3f} ms, "
+            f"measured at {size}x{size}{at}: latency {summary['latency_ms']:.3f} ms{relative_text(summary)}, "
             f"throughput {summary['throughput']:.1f} img/s, {human(summary['flops_per_s'], 'FLOPS')}; "
             f"protocol: {protocol.describe()}"
         )
@@ -148,10 +170,17 @@ def format_operator_tables(rows: list[OperatorRow], ratios: dict[str, dict[tuple
 
 def format_models_table(results: list[dict[str, Any]]) -> str:
     """`bench models` as text: one row per measured model, then the protocol (the first model's)."""
+    relative = [r["relative"] for r in results if r.get("relative")]
     table = [[r["named"] or r["name"], human(r["params"]), human(r["flops"]), f"{r['latency_ms']:.2f}",
+              *([f"{r['relative']['ratio']:.3f}"] if relative else []),
               f"{r['throughput']:.1f}", human(r["flops_per_s"], "FLOPS")] for r in results]
-    return (format_table(["model", "params", "FLOPs", "latency ms", "throughput img/s", "achieved"], table)
-            + f"\n\nprotocol: {Protocol.from_dict(results[0]['protocol']).describe()}")
+    ratio = [f"x {relative[0]['reference']}"] if relative else []
+    text = format_table(["model", "params", "FLOPs", "latency ms", *ratio, "throughput img/s", "achieved"], table)
+    if relative:
+        calibration = relative[0]["calibration"]
+        text += (f"\n\nlatency = ratio x {relative[0]['reference']}'s calibrated latency "
+                 f"({calibration['ms']:.2f} ms, {calibration['estimator']}); each model timed in pairs with it")
+    return text + f"\n\nprotocol: {Protocol.from_dict(results[0]['protocol']).describe()}"
 
 
 def format_predictions(rows: list[dict[str, Any]], table_description: str) -> str:

@@ -135,13 +135,28 @@ def openvino_request(path: str | Path, threads: int):
     return ov.Core().compile_model(str(path), "CPU", config).create_infer_request()
 
 
+def timing_context(runtime: str, device: str, threads: int | None) -> contextlib.AbstractContextManager:
+    """What a torch run is timed under (the thread count, cuDNN's autotuner, inference mode): entered only
+    while timing, so that a session kept open between timings changes nothing for the code around it. The
+    engines set their threads in their own session."""
+    if runtime not in TORCH_RUNTIMES:
+        return contextlib.nullcontext()
+    dev = resolve_device(device)
+    stack = contextlib.ExitStack()
+    stack.enter_context(cpu_threads(default_threads(dev) if threads is None else threads))
+    stack.enter_context(cudnn_benchmark(True))
+    stack.enter_context(torch.inference_mode())
+    return stack
+
+
 @contextlib.contextmanager
 def prepared(module: nn.Module, input_shape: tuple[int, ...], runtime: str, device: str = "cpu",
              threads: int | None = None, dtype: torch.dtype = torch.float32, seed: int = 0,
              channels_last: bool = False) -> Iterator[Callable[[int], Callable[[], Any]]]:
-    """Yields run_batch(b): the call to time on a random input of shape (b, *input_shape) in `runtime`.
-    For the engines, the module is exported once to a temporary ONNX file, removed on leaving.
-    `channels_last`: torch's input in that memory format (what a part sees inside a oneDNN forward)."""
+    """Yields run_batch(b): the call to time on a random input of shape (b, *input_shape) in `runtime`, to be
+    called under `timing_context`. For the engines, the module is exported once to a temporary ONNX file,
+    removed on leaving. `channels_last`: torch's input in that memory format (what a part sees inside a
+    oneDNN forward)."""
     check_available(runtime, device)
     dev = resolve_device(device)
     threads = default_threads(dev) if threads is None else threads
@@ -159,11 +174,11 @@ def prepared(module: nn.Module, input_shape: tuple[int, ...], runtime: str, devi
             if channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             if compiles:
-                module(x)  # compiles for this shape now, so that no timing (warm-up included) pays for it
+                with timing_context(runtime, device, threads):
+                    module(x)  # compiles for this shape now, so that no timing (warm-up included) pays for it
             return lambda: module(x)
 
-        with cpu_threads(threads), cudnn_benchmark(True), torch.inference_mode():
-            yield run_torch
+        yield run_torch
         return
     from .export import export_module_onnx
 
@@ -197,7 +212,8 @@ def measure_module_latency(module: nn.Module, input_shape: tuple[int, ...], runt
                            device: str = "cpu", threads: int | None = None,
                            policy: TimingPolicy = TimingPolicy(), channels_last: bool = False) -> Timing:
     """Batch-1 latency of any module (a whole network or one part) taking one tensor (1, *input_shape)."""
-    with prepared(module, input_shape, runtime, device, threads, channels_last=channels_last) as run_batch:
+    with prepared(module, input_shape, runtime, device, threads, channels_last=channels_last) as run_batch, \
+            timing_context(runtime, device, threads):
         return time_callable(run_batch(1), timing_device(runtime, device), policy)
 
 
@@ -206,16 +222,19 @@ class ModelSession:
     asked: `measure(policy)` gives latency at batch 1 and throughput at the protocol's batch."""
 
     def __init__(self, run_batch: Callable[[int], Callable[[], Any]], protocol_for: Callable[[TimingPolicy], Protocol],
-                 timing_device: torch.device, flops: int):
-        self.run_batch = run_batch
+                 timing_device: torch.device, flops: int,
+                 timing: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
+        self.run_batch = run_batch  # call it, and the calls it returns, under `timing()`
         self.protocol_for = protocol_for
         self.timing_device = timing_device
         self.flops = flops
+        self.timing = timing  # the context a timing of this model runs in (`timing_context`)
 
     def measure(self, policy: TimingPolicy = TimingPolicy()) -> Measurement:
         protocol = self.protocol_for(policy)
-        latency, throughput = time_latency_and_throughput(self.run_batch, self.timing_device, policy,
-                                                          protocol.throughput_batch)
+        with self.timing():
+            latency, throughput = time_latency_and_throughput(self.run_batch, self.timing_device, policy,
+                                                              protocol.throughput_batch)
         return Measurement.from_timing(latency, throughput, self.flops, protocol)
 
 
@@ -234,7 +253,8 @@ def model_session(model: nn.Module, flops: int, runtime: str = "torch", *, devic
 
     threads_used = protocol_for(TimingPolicy()).threads
     with prepared(model, (in_chans, input_size, input_size), runtime, device, threads_used) as run_batch:
-        yield ModelSession(run_batch, protocol_for, timing_device(runtime, device), flops)
+        yield ModelSession(run_batch, protocol_for, timing_device(runtime, device), flops,
+                           timing=lambda: timing_context(runtime, device, threads_used))
 
 
 def measure_in(model: nn.Module, flops: int, runtime: str = "torch", *, policy: TimingPolicy = TimingPolicy(),

@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from fasternet_space.measure import TimingPolicy
+from fasternet_space.named import NAMED_SPECS
+from fasternet_space.paired import PairPolicy
 from fasternet_space.proxy import ProxyConfig
+from fasternet_space.relative import DEFAULT_REFERENCE, relative_timing_applies
 from fasternet_space.runtimes import RUNTIMES
 from search.errors import SearchError
 from search.run.pruning import PRUNERS
@@ -26,6 +29,9 @@ LATENCY_MODES = ("measured", "predicted", "auto")
 
 # Search timing: a stable median within +-3% of it, or at most 4 s per candidate.
 SEARCH_TIMING = TimingPolicy(warmup=3, min_repeats=7, max_time_s=4.0, rel_ci=0.03)
+# Paired search timing (CPU): the median ratio to the reference within +-3%, or at most 4 s per candidate;
+# it stops sooner once the ratio's interval lies wholly over or under the budget.
+SEARCH_PAIRS = PairPolicy(warmup=3, min_pairs=5, max_time_s=4.0, rel_ci=0.03)
 
 
 def default_space() -> str:
@@ -40,12 +46,18 @@ class SearchConfig:
     """Every setting of a search; `validate()` checks them, `setting()` is what a resume must match."""
 
     # --- the question
-    budget_ms: float = 20.0  # hard latency limit, milliseconds (an Optuna constraint)
+    budget_ms: float | None = 20.0  # hard latency limit, milliseconds (an Optuna constraint)
+    budget_ratio: float | None = None  # or in units of the reference's latency (1.2: 1.2xT0); then budget_ms
+    # is that ratio times the study's calibration of the reference, and the verdicts need no calibration
     device: str = "cpu"  # where latency is measured: cpu, cuda, cuda:N, mps
     space: str = field(default_factory=default_space)  # the space YAML file
     # --- latency protocol
     threads: int | None = None  # CPU threads while timing (None: the paper's protocol, 1 on CPU)
-    timing: TimingPolicy = SEARCH_TIMING  # repeats and confidence bound of each latency
+    timing: TimingPolicy = SEARCH_TIMING  # repeats and confidence bound of each latency timed on its own (GPU)
+    latency_reference: str | None = DEFAULT_REFERENCE  # CPU: time candidates in pairs with this named config
+    pairing: PairPolicy = SEARCH_PAIRS  # pairs and confidence bound of each ratio to the reference
+    recalibrate: bool = False  # time the reference's latency anew instead of the study's stored calibration
+    calibration_s: float | None = None  # seconds of reference calls per calibration (None: paired.CALIBRATION_WINDOW_S)
     runtime: str = "torch"  # what runs each candidate while timing: torch, torch-compile, onnxruntime or openvino
     latency: str = "measured"  # measured, predicted (from latency_table, nothing timed) or auto (screen, then time)
     latency_table: str | None = None  # a table from `cli.py profile` (needed by predicted and auto)
@@ -83,8 +95,14 @@ class SearchConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise SearchError(name, value, "allowed: a positive integer")
-        for name, value in (("budget_ms", self.budget_ms), ("timeout_s", self.timeout_s),
-                            ("proxy_lr", self.proxy.lr)):
+        if self.budget_ms is None and self.budget_ratio is None:
+            raise SearchError("budget_ms", None, "a latency budget is needed; allowed: ms, or a ratio to the reference")
+        if self.budget_ratio is not None and self.reference() is None:
+            raise SearchError("budget", self.budget_text(), "is in units of the reference's latency, which needs "
+                              "paired timing; allowed: a budget in ms, or a CPU search with a latency reference")
+        for name, value in (("budget_ms", self.budget_ms), ("budget_ratio", self.budget_ratio),
+                            ("timeout_s", self.timeout_s), ("proxy_lr", self.proxy.lr),
+                            ("calibration_s", self.calibration_s)):
             if value is not None and not value > 0:
                 raise SearchError(name, f"{value:g}", "allowed: a positive number")
         if self.proxy.grad_clip is not None and not self.proxy.grad_clip > 0:
@@ -121,12 +139,16 @@ class SearchConfig:
                               "written by `cli.py profile`")
         if not Path(self.space).is_file():
             raise SearchError("space", self.space, "file not found; allowed: a space YAML file")
+        if self.latency_reference is not None and self.latency_reference not in NAMED_SPECS:
+            raise SearchError("latency_reference", repr(self.latency_reference), "not a named config; allowed: "
+                              f"{', '.join(NAMED_SPECS)}, or none (each candidate timed on its own)")
         return self
 
     def setting(self) -> dict[str, Any]:
         """What makes two trials' numbers comparable; a study resumes only with the same setting."""
         proxy = self.proxy
-        return {"budget_ms": self.budget_ms, "device": self.device, "data": self.data,
+        budget = {"budget_ms": self.budget_ms} if self.budget_ratio is None else {"budget": self.budget_text()}
+        return {**budget, "device": self.device, "data": self.data,
                 "threads": self.threads, "proxy_epochs": proxy.epochs,
                 "proxy_resolution": proxy.resolution, "proxy_batch_size": proxy.batch_size, "proxy_lr": proxy.lr,
                 "max_train_samples": self.max_train_samples, "space": str(self.space),
@@ -136,8 +158,22 @@ class SearchConfig:
                 **({"proxy_label_smoothing": proxy.label_smoothing} if proxy.label_smoothing else {}),
                 **({"accuracy": self.accuracy} if self.accuracy != "train" else {}),
                 **({"runtime": self.runtime} if self.runtime != "torch" else {}),
+                **({"latency_reference": self.reference()} if self.reference() else {}),
                 **({"latency": self.latency, "latency_table_sha256": hashlib.sha256(
                     Path(self.latency_table).read_bytes()).hexdigest()} if self.latency != "measured" else {})}
+
+    def budget_text(self) -> str:
+        """'20ms', or '1.2xT0' for a budget in units of the reference's latency."""
+        if self.budget_ratio is not None:
+            return f"{self.budget_ratio:g}x{(self.latency_reference or DEFAULT_REFERENCE).upper()}"
+        return f"{self.budget_ms:g}ms"
+
+    def reference(self) -> str | None:
+        """The reference network candidates are timed against (None: each is timed on its own, as on a GPU,
+        or nothing is timed)."""
+        if self.latency_reference is None or self.latency == "predicted" or not relative_timing_applies(self.device):
+            return None
+        return self.latency_reference
 
     def proxy_setup(self) -> dict[str, Any]:
         """What else the proxy's numbers depend on (stored with the study; retrainings read it back)."""
@@ -148,11 +184,12 @@ class SearchConfig:
             return self.study_name
         data = re.sub(r"[^A-Za-z0-9]+", "-", self.data.split(":")[0])
         runtime = f"-{self.runtime}" if self.runtime != "torch" else ""
-        return f"{space_name}-{self.device.replace(':', '')}{runtime}-{self.budget_ms:g}ms-{data}"
+        return f"{space_name}-{self.device.replace(':', '')}{runtime}-{self.budget_text()}-{data}"
 
     def for_worker(self, index: int, study_name: str) -> SearchConfig:
         """The setting of extra worker `index` (1..): the same study, nothing enqueued, its own seeds."""
-        return replace(self, worker_index=index, study_name=study_name, named=False, workers=1, screen=0)
+        return replace(self, worker_index=index, study_name=study_name, named=False, workers=1, screen=0,
+                       recalibrate=False)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -162,8 +199,21 @@ class SearchConfig:
         data = json.loads(text)
         data["proxy"] = ProxyConfig(**data["proxy"])
         data["timing"] = TimingPolicy(**data["timing"])
+        data["pairing"] = PairPolicy(**data["pairing"])
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def reference_budget(text: str) -> tuple[float, str] | None:
+    """'1.2xT0' -> (1.2, 't0'): a budget in units of a named config's latency; None for anything else."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*[xX]\s*([A-Za-z0-9_]+)\s*", str(text))
+    if not match:
+        return None
+    name = match[2].lower().removeprefix("fasternet_")
+    if name not in NAMED_SPECS or not float(match[1]) > 0:
+        raise SearchError("budget", repr(text), "not a budget in reference units; allowed: a positive ratio and a "
+                          f"named config, e.g. 1.2xT0 ({', '.join(k.upper() for k in NAMED_SPECS)})")
+    return float(match[1]), name
 
 
 def parse_budget(text: str) -> float:
@@ -171,6 +221,7 @@ def parse_budget(text: str) -> float:
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|s)?\s*", str(text))
     if not match or float(match[1]) <= 0:
         raise SearchError("budget", repr(text), "not a latency; allowed: a positive number with unit ms or s "
-                          "(20ms, 0.02s) or a plain number of ms (20)")
+                          "(20ms, 0.02s), a plain number of ms (20), or a ratio to a named config's latency "
+                          "(1.2xT0, on CPU)")
     value = float(match[1])
     return value * 1e3 if match[2] == "s" else value

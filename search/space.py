@@ -16,7 +16,7 @@ from fasternet_space.latency_table import SAMPLED_PER_NETWORK, split_networks
 from fasternet_space.space import DesignSpace, Free
 from fasternet_space.spec import ArchSpec
 
-__all__ = ["Free", "SearchSpace", "distribution", "suggest_value"]
+__all__ = ["Free", "SearchSpace", "distribution", "profile_networks", "suggest_value"]
 
 
 class SearchSpace(DesignSpace):

@@ -67,7 +67,8 @@ def test_the_record_says_borderline(monkeypatch, quiet_optuna):
 
     session = FakeSession([(10.1, 9.9, 10.3), (10.4, 10.3, 10.5)])
     _with_session(monkeypatch, session)
-    config = SearchConfig(budget_ms=10.0, timing=QUICK_TIMING, proxy=ProxyConfig(epochs=1, resolution=32))
+    config = SearchConfig(budget_ms=10.0, timing=QUICK_TIMING, proxy=ProxyConfig(epochs=1, resolution=32),
+                          latency_reference=None)  # each candidate timed on its own: the fake answers for it
     dataset = load_dataset("digits", 32, max_train=64, max_test=32)
     study = optuna.create_study(directions=["maximize", "minimize"])
     study.optimize(objective_module.Objective(SearchSpace.from_dict(TINY_SPACE), dataset, config), n_trials=1)
@@ -106,7 +107,8 @@ def _objective_with(monkeypatch, tmp_path, budget_ms, mode, part_ms):
 
     space_path, table_path = _table_file(tmp_path, part_ms)
     config = SearchConfig(budget_ms=budget_ms, space=str(space_path), latency=mode, latency_table=str(table_path),
-                          timing=QUICK_TIMING, proxy=ProxyConfig(epochs=1, resolution=32), zero_cost_scores=False)
+                          timing=QUICK_TIMING, proxy=ProxyConfig(epochs=1, resolution=32), zero_cost_scores=False,
+                          latency_reference=None)  # no reference is built: the table's decisions are under test
     dataset = load_dataset("digits", 32, max_train=64, max_test=32)
     built = []
     monkeypatch.setattr("fasternet_space.model.build_model", lambda *a, **k: built.append(a) or pytest.fail("built"))
@@ -143,8 +145,8 @@ def test_auto_measures_a_candidate_the_table_cannot_rule_out(monkeypatch, tmp_pa
     from search.run import objective as objective_module
 
     session = FakeSession([(5.0, 4.9, 5.1)])
-    monkeypatch.setattr(objective_module, "measure_candidate", lambda spec, config: (session.measure(QUICK_TIMING),
-                                                                                    False))
+    monkeypatch.setattr(objective_module, "measure_candidate",
+                        lambda spec, config, reference=None: (session.measure(QUICK_TIMING), False))
     study = optuna.create_study(directions=["maximize", "minimize"])
     study.optimize(objective, n_trials=1)
     record = TrialRecord.from_trial(study.trials[0])

@@ -42,10 +42,10 @@ def test_nothing_feasible_and_a_census_say_why_there_is_no_best():
 
 def test_quiet_progress_has_no_lines():
     study = _study((0.8, 4.0, {}))
-    progress = SearchProgress(3, 10.0, quiet=True)
+    progress = SearchProgress(3, "10ms", quiet=True)
     assert progress.start_lines(SearchOutcome(study)) == []
     assert progress.trial_line(study, study.trials[0]) is None
-    loud = SearchProgress(3, 10.0, quiet=False)
+    loud = SearchProgress(3, "10ms", quiet=False)
     assert loud.start_lines(SearchOutcome(study)) == [f"study {study.study_name!r}: 3 trials, budget 10 ms, "
                                                       "resuming with 1 finished"]
     assert loud.trial_line(study, study.trials[0]).startswith("[1/3] #0: top-1 0.800, latency 4.00 ms | best 0.8 @ 4.0 ms")
@@ -54,4 +54,4 @@ def test_quiet_progress_has_no_lines():
 def test_a_trial_before_the_start_lines_gets_its_line():
     # A two-stage search (--screen) finishes its screening trials before the main study starts.
     study = _study((0.8, 4.0, {}))
-    assert SearchProgress(3, 10.0, quiet=False).trial_line(study, study.trials[0]).startswith("[1/3] #0: top-1 0.800")
+    assert SearchProgress(3, "10ms", quiet=False).trial_line(study, study.trials[0]).startswith("[1/3] #0: top-1 0.800")

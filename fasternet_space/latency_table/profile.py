@@ -28,6 +28,20 @@ PART_TIMING = TimingPolicy(warmup=2, min_repeats=5, max_repeats=400, max_time_s=
 MODEL_TIMING = TimingPolicy(warmup=2, min_repeats=5, max_repeats=200, max_time_s=1.5, rel_ci=0.02)
 MIN_FIT_FOR_OFFSET = 8  # networks needed to fit an offset besides the scale
 SAMPLED_PER_NETWORK = 4  # specs to sample per whole network wanted: repeats of a network are dropped
+NETWORKS = 16  # whole networks to fit the correction on, and as many others for the table's error
+
+
+def check_profilable(space: DesignSpace, runtime: str, device: str = "cpu") -> tuple[str, list[ArchSpec]]:
+    """Refuses a runtime that cannot be profiled here or a space with no valid network (TableError), before
+    anything is sampled or timed; returns the runtime's version and the space's part shapes."""
+    if runtime == "torch-compile":
+        raise TableError("runtime", runtime, "cannot be profiled part by part (each of hundreds of parts would be "
+                         "compiled); allowed: torch, onnxruntime, openvino")
+    found = check_available(runtime, device)
+    shapes = enumerate_shapes(space)
+    if not shapes:
+        raise TableError("space", space.name, "has no valid network; allowed: a space with at least one")
+    return found, shapes
 
 
 def profile(space: DesignSpace, runtime: str = "torch", *, fit_specs: Sequence[ArchSpec] = (),
@@ -37,18 +51,12 @@ def profile(space: DesignSpace, runtime: str = "torch", *, fit_specs: Sequence[A
     """Times every part the space can produce in `runtime`, then fits the correction on the whole networks
     `fit_specs` and measures its error on `held_out_specs` (points of the space; `split_networks` picks them
     from sampled specs). `seed`: the seed they were sampled with, recorded in the table."""
-    if runtime == "torch-compile":
-        raise TableError("runtime", runtime, "cannot be profiled part by part (each of hundreds of parts would be "
-                         "compiled); allowed: torch, onnxruntime, openvino")
+    found, shapes = check_profilable(space, runtime, device)
     if not fit_specs:
         raise TableError("fit_specs", None, "is empty; allowed: at least one whole network of the space to fit on")
-    found = check_available(runtime, device)
     dev = resolve_device(device)
     threads = default_threads(dev) if threads is None else threads
     started = time.perf_counter()
-    shapes = enumerate_shapes(space)
-    if not shapes:
-        raise TableError("space", space.name, "has no valid network; allowed: a space with at least one")
     todo, reference = plan_parts(shapes)
     mode = torch_mode(device, threads) if runtime == "torch" else "portable"
     parts: dict[str, float] = {}

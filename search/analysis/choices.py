@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from fasternet_space import NAMED_SPECS
+from fasternet_space.space import Free
 from fasternet_space.stats import (
     adjusted_ratio,
     bootstrap_two,
@@ -19,7 +20,7 @@ from fasternet_space.stats import (
 from search.analysis.costs import Median, median_of
 from search.analysis.data import NOT_ENOUGH, Level, level_records, show_value
 from search.records.trial import TrialRecord
-from search.space import Free, SearchSpace
+from search.space import SearchSpace
 
 MIN_GROUP = 3  # fewer trials in a group: that comparison is "not enough trials"
 

@@ -14,12 +14,12 @@ import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from fasternet_space.space import same_number
+from fasternet_space.space import Free, same_number
 from fasternet_space.spec import SpecError
 from search.errors import SearchError
 from search.records import study_attrs
 from search.records.trial import TRAINED, TrialRecord
-from search.space import Free, SearchSpace
+from search.space import SearchSpace
 
 MAX_LEVELS = 5  # a numeric parameter with at most this many values gets one curve per value, else bins
 BINS = 4

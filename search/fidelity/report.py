@@ -20,11 +20,10 @@ from typing import Any
 import numpy as np
 
 from fasternet_space import zero_cost
-from fasternet_space.report import format_table
+from fasternet_space.report import fixed, format_table
 from fasternet_space.stats import LEVEL, RESAMPLES, bootstrap_interval, kendall_tau_b, spearman
 from search.fidelity.plan import FEW_PAIRS, MIN_SAMPLE, Plan, Recipe
 from search.records.values import finite_number
-from search.report.summary import fixed
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,12 @@ SETTING = "setting"  # what makes numbers comparable: budget, device, data, prox
 PROXY_SETUP = "proxy_setup"  # the proxy's seed and held-out size (SearchConfig.proxy_setup)
 SAMPLERS = "samplers"  # every sampler that added trials (analysis warns unless all were random)
 SCREENED = "screened"  # how many screened candidates a two-stage search enqueued (set once)
+BUDGET_MS = "budget_ms"  # a budget in reference units (1.2xT0) in ms: the ratio times the study's calibration
 # A finished trial takes no new attributes in Optuna: confirmations (retrainings with other seeds, done
 # after the search) are study attributes, one key per trial and seed, so concurrent writers never collide.
 CONFIRM_PREFIX = "confirm:"
 FIDELITY_PREFIX = "fidelity"  # fidelity:MULTIPLIER:TRIAL:SEED -> top-1, or "diverged: ..."
+CALIBRATION_PREFIX = "calibration:"  # calibration:REFERENCE:CHANNELSxSIZE -> the reference's Calibration
 
 
 def write_new(study: optuna.Study, setting: dict[str, Any], proxy_setup: dict[str, Any], sampler: str) -> None:
@@ -39,9 +41,14 @@ def proxy_setup(study: optuna.Study) -> dict[str, Any]:
 
 
 def budget_ms(study: optuna.Study) -> float | None:
-    """The latency budget the study was searched with, if any."""
-    budget = (setting(study) or {}).get("budget_ms")
+    """The latency budget the study was searched with, if any (in ms: a budget in reference units as its
+    calibration made it)."""
+    budget = (setting(study) or {}).get("budget_ms", study.user_attrs.get(BUDGET_MS))
     return float(budget) if isinstance(budget, int | float) and not isinstance(budget, bool) else None
+
+
+def store_budget_ms(study: optuna.Study, value: float) -> None:
+    study.set_user_attr(BUDGET_MS, value)
 
 
 def samplers(study: optuna.Study) -> list[str] | None:
@@ -65,6 +72,25 @@ def screened(study: optuna.Study) -> int:
 
 def mark_screened(study: optuna.Study, count: int) -> None:
     study.set_user_attr(SCREENED, count)
+
+
+def calibration_key(reference: str, in_chans: int, input_size: int) -> str:
+    return f"{CALIBRATION_PREFIX}{reference}:{in_chans}x{input_size}"
+
+
+def calibration(study: optuna.Study, key: str) -> dict[str, Any] | None:
+    """The stored calibration of a reference at one input (a `Calibration.to_dict()`), if any."""
+    value = study.user_attrs.get(key)
+    return value if isinstance(value, dict) else None
+
+
+def store_calibration(study: optuna.Study, key: str, calibration: dict[str, Any]) -> None:
+    study.set_user_attr(key, calibration)
+
+
+def calibrations(study: optuna.Study) -> dict[str, dict[str, Any]]:
+    """Every stored calibration, by key."""
+    return {k: v for k, v in study.user_attrs.items() if k.startswith(CALIBRATION_PREFIX) and isinstance(v, dict)}
 
 
 def store_confirmation(study: optuna.Study, number: int, seed: int, accuracy: float) -> None:

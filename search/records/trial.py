@@ -1,7 +1,7 @@
 """One typed record of a trial: the only code that writes a trial's attributes or reads them back.
 
 A search writes through `TrialWriter` (one method per stage of the objective, cheapest first); everything
-else (results, pruning, reports, the CLI, tests) reads `TrialRecord.from_trial`. A new attribute is
+else (the front, pruning, reports, the CLI, tests) reads `TrialRecord.from_trial`. A new attribute is
 added here, in one place: a `Key`, a field of the record, and the writer method that stores it.
 """
 
@@ -54,6 +54,7 @@ class Key:
     MEASURED_ONLY = "measured_only"  # a census trial (accuracy 'none'): counted and timed, never trained or scored
     LATENCY_BORDERLINE = "latency_borderline"  # its first interval straddled the budget: re-measured longer
     LATENCY_SOURCE = "latency_source"  # "measured", or "predicted" (from a latency table, never timed)
+    LATENCY_RELATIVE = "latency_relative"  # paired timing: reference, ratio, its interval, pairs, verdict, calibration
 
 
 
@@ -108,6 +109,14 @@ class TrialRecord:
     latency_borderline: bool | None = None  # re-measured because its interval straddled the budget
     latency_source: str | None = None  # "measured" or "predicted" (None: older records, measured)
     proxy_loss: float | None = None  # final held-out cross-entropy of its own training (None: older records)
+    latency_reference: str | None = None  # the network it was timed in pairs with ("T0"; None: timed alone)
+    latency_ratio: float | None = None  # its median latency ratio to the reference; latency = ratio x calibration
+    latency_ratio_ci: tuple[float, float] | None = None  # the ratio's 95% interval
+    calibration_ms: float | None = None  # the reference's calibrated latency the ratio was multiplied by
+    latency_pairs: int | None = None  # pairs timed
+    latency_early: str | None = None  # "over"/"under": timing stopped once the interval lay wholly on that side
+    outside_cores: float | None = None  # cores' worth of CPU other processes used while it was timed
+    steal_share: float | None = None  # share of CPU time the hypervisor took away while it was timed
 
     @property
     def merit(self) -> float | None:
@@ -183,6 +192,7 @@ class TrialRecord:
             else None,
             latency_source=a.get(Key.LATENCY_SOURCE) if isinstance(a.get(Key.LATENCY_SOURCE), str) else None,
             proxy_loss=finite_number(a.get(Key.PROXY_LOSS)) if status == TRAINED else None,
+            **_relative_fields(a.get(Key.LATENCY_RELATIVE)),
         )
 
     @property
@@ -208,6 +218,7 @@ class TrialRecord:
         data["latency_ci_ms"] = list(self.latency_ci_ms) if self.latency_ci_ms else None
         data["curve"] = list(self.curve)
         data["seed_accs"] = [list(pair) for pair in self.seed_accs]
+        data["latency_ratio_ci"] = list(self.latency_ratio_ci) if self.latency_ratio_ci else None
         ci = self.accuracy_ci
         data.update(accuracy=self.accuracy, accuracy_std=self.accuracy_std,
                     accuracy_ci=list(ci) if ci else None, learned_nothing=self.learned_nothing)
@@ -279,11 +290,16 @@ class TrialWriter:
                            (Key.PROTOCOL, measurement.protocol.to_dict())):
             self.trial.set_user_attr(key, value)
         self.trial.set_user_attr(Key.LATENCY_STABLE, measurement.stable)
+        relative = measurement.extra.get("relative")
+        if relative:
+            self.trial.set_user_attr(Key.LATENCY_RELATIVE, _stored_relative(relative))
         self.trial.set_constraint(CONSTRAINT, latency - budget_ms)
         feasible = latency <= budget_ms
         self.trial.set_user_attr(Key.FEASIBLE, feasible)
         if not feasible:
-            self.trial.set_user_attr(Key.REASON, over_budget_reason(latency, latency - budget_ms))
+            reason = (early_over_reason(measurement, budget_ms) if relative and relative["verdict"] == "over"
+                      else over_budget_reason(latency, latency - budget_ms))
+            self.trial.set_user_attr(Key.REASON, reason)
         return feasible
 
     def predicted(self, latency_ms: float, budget_ms: float, protocol: dict[str, Any], error_rel: float) -> bool:
@@ -374,6 +390,37 @@ def worker_of(trial: FrozenTrial) -> dict[str, Any] | None:
 def store_failure_reason(storage: optuna.storages.BaseStorage, trial_id: int, reason: str) -> None:
     """Writes why a still running trial is being failed (by another process than its own worker)."""
     storage.set_trial_user_attr(trial_id, Key.REASON, reason)
+
+
+def early_over_reason(measurement: Measurement, budget_ms: float) -> str:
+    """An over-budget verdict reached early: by how much at least (the interval's low end)."""
+    relative = measurement.extra["relative"]
+    return (f"over budget: measured {measurement.latency_ms:.2f} ms = {relative['ratio']:.3f} x "
+            f"{relative['reference']}, at least {measurement.latency_ci_ms[0] - budget_ms:.2f} ms above the "
+            f"{budget_ms:g} ms budget (timing stopped after {relative['pairs']} pairs, once its interval lay wholly "
+            "over): not trained")
+
+
+def _stored_relative(relative: dict[str, Any]) -> dict[str, Any]:
+    """What a trial keeps of a paired timing (the calibration itself is the study's)."""
+    return {"reference": relative["reference"], "ratio": relative["ratio"], "ratio_ci": list(relative["ratio_ci"]),
+            "pairs": relative["pairs"], "verdict": relative["verdict"], "seconds": relative["seconds"],
+            "calibration_ms": relative["calibration"]["ms"], "outside_cores": relative.get("outside_cores"),
+            "steal_share": relative.get("steal_share")}
+
+
+def _relative_fields(stored: Any) -> dict[str, Any]:
+    if not isinstance(stored, dict):
+        return {}
+    ci = stored.get("ratio_ci")
+    return {"latency_reference": stored.get("reference") if isinstance(stored.get("reference"), str) else None,
+            "latency_ratio": finite_number(stored.get("ratio")),
+            "latency_ratio_ci": (float(ci[0]), float(ci[1])) if isinstance(ci, list) and len(ci) == 2 else None,
+            "calibration_ms": finite_number(stored.get("calibration_ms")),
+            "latency_pairs": _integer(stored.get("pairs")),
+            "latency_early": stored.get("verdict") if stored.get("verdict") in ("over", "under") else None,
+            "outside_cores": finite_number(stored.get("outside_cores")),
+            "steal_share": finite_number(stored.get("steal_share"))}
 
 
 def over_budget_reason(latency_ms: float | None, over_ms: float | None) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from fasternet_space.report import format_table, human
+from fasternet_space.report import fixed, format_table, human
 from search.records.front import best_feasible, pareto_front, standing
 from search.records.trial import (
     FAILED,
@@ -31,13 +31,8 @@ if TYPE_CHECKING:
 
     from search.run.study import SearchOutcome
 
-__all__ = ["SearchProgress", "accuracy_text", "closing_line", "failed_workers_warning", "fixed", "search_warnings",
+__all__ = ["SearchProgress", "accuracy_text", "closing_line", "failed_workers_warning", "search_warnings",
            "summary_lines"]
-
-
-def fixed(value: float | None, digits: int) -> str:
-    """`value` with `digits` decimals, or 'n/a'."""
-    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def accuracy_text(record: TrialRecord) -> str:
@@ -60,9 +55,9 @@ class SearchProgress:
     """One line per finished trial: n of N, the trial, the best feasible so far, time left. Every method
     returns the lines to show (none when quiet)."""
 
-    def __init__(self, n_trials: int, budget_ms: float, quiet: bool):
+    def __init__(self, n_trials: int, budget: str, quiet: bool):
         self.n_trials = n_trials
-        self.budget_ms = budget_ms
+        self.budget = budget  # as SearchConfig.budget_text() gives it: '20ms', '1.2xT0'
         self.quiet = quiet
         self.started = time.perf_counter()  # restarted by start_lines; a screening stage's trials come before it
         self.done_here = 0
@@ -72,11 +67,12 @@ class SearchProgress:
         from search.run.study import count_finished
 
         self.started = time.perf_counter()
+        self.done_here = 0  # a screening stage's trials were its own
         initial = count_finished(outcome.study)
         if self.quiet:
             return []
         resumed = f", resuming with {initial} finished" if initial else ""
-        lines = [f"study {outcome.study.study_name!r}: {self.n_trials} trials, budget {self.budget_ms:g} ms{resumed}"]
+        lines = [f"study {outcome.study.study_name!r}: {self.n_trials} trials, budget {_spaced(self.budget)}{resumed}"]
         if outcome.enqueued:
             lines.append(f"named configs enqueued first: {', '.join(outcome.enqueued)}")
         return lines + [f"note: {note}" for note in outcome.notes]
@@ -103,6 +99,16 @@ class SearchProgress:
         eta = f", ~{elapsed / self.done_here * left / 60:.1f} min left" if self.done_here and left else ""
         return (f"[{min(finished, self.n_trials)}/{self.n_trials}] {_label(record)}: {_outcome_text(record)} | "
                 f"{best_text} | {elapsed / 60:.1f} min{eta}")
+
+
+def _budget(budget_ms: float | None) -> str:
+    """'20 ms budget', or 'budget' when a budget in reference units was never calibrated (interrupted first)."""
+    return "budget" if budget_ms is None else f"{budget_ms:g} ms budget"
+
+
+def _spaced(budget: str) -> str:
+    """'20ms' -> '20 ms' (as the summary always wrote it); '1.2xT0' -> '1.2 x T0'."""
+    return budget.replace("ms", " ms") if budget.endswith("ms") else budget.replace("x", " x ", 1)
 
 
 def _outcome_text(record: TrialRecord) -> str:
@@ -146,7 +152,7 @@ def _counts_line(outcome: SearchOutcome, records: list[TrialRecord], budget_ms: 
     how = (f"{counts[OVER_BUDGET] - predicted_over} measured, {predicted_over} predicted by the latency table; "
            if predicted_over else "measured; ") + "not trained"
     return (f"study {outcome.study.study_name!r}: {counts[TRAINED]} trained within budget, {scored}"
-            f"{counts[OVER_BUDGET]} over the {budget_ms:g} ms budget ({how}), {counts[PRUNED]} pruned, "
+            f"{counts[OVER_BUDGET]} over the {_budget(budget_ms)} ({how}), {counts[PRUNED]} pruned, "
             f"{counts[FAILED]} failed; {outcome.elapsed_s / 60:.1f} min this run")
 
 
@@ -190,10 +196,14 @@ def closing_line(records: list[TrialRecord], study_name: str, budget_ms: float, 
         return (f"\ncensus: {measured} candidates measured within budget, no accuracy (--proxy none: nothing "
                 f"trained or scored, so no front); python cli.py analyze --study {study_name} --out FILE.html")
     if best is None:
-        return f"\nno trial met the {budget_ms:g} ms budget yet; raise --latency-budget or --n-trials"
+        return f"\nno trial met the {_budget(budget_ms)} yet; raise --latency-budget or --n-trials"
     what = accuracy_text(best) if best.score is not None else f"top-1 {accuracy_text(best)}"
     return (f"\nbest feasible: trial #{best.number}, {what}, latency {best.latency_ms:.2f} ms -> {best_spec}  "
             f"(python cli.py build --spec {best_spec})")
+
+
+BUSY_CORES = 0.5  # other processes using more than half a core while a candidate was timed: say so
+BUSY_STEAL = 0.05  # the hypervisor taking more than 5% of the CPU time while timing: say so
 
 
 def search_warnings(records: list[TrialRecord]) -> list[str]:
@@ -206,7 +216,17 @@ def search_warnings(records: list[TrialRecord]) -> list[str]:
             f"{len(blind)} trained trial(s) did not beat chance ({chance:.3f}): the proxy learned nothing for them "
             f"(#{', #'.join(str(r.number) for r in blind[:8])}); raise --proxy-epochs, lower --proxy-batch-size, "
             "or give the proxy more images (--max-train-samples, more data)")
-    unsettled = [r for r in records if r.latency_stable is False]
+    busy = [r for r in records if (r.outside_cores or 0.0) > BUSY_CORES or (r.steal_share or 0.0) > BUSY_STEAL]
+    if busy:
+        cores = max(r.outside_cores or 0.0 for r in busy)
+        steal = max(r.steal_share or 0.0 for r in busy)
+        warnings.append(
+            f"{len(busy)} latency measurement(s) ran while other processes used up to {cores:.1f} core(s) of this "
+            f"machine, or its hypervisor took up to {100 * steal:.0f}% of the CPU time: paired timing cancels "
+            "most of it in the ratio, but the calibration and the intervals are less certain; stop what else runs "
+            "(or use a dedicated machine) and rerun with --recalibrate for a clean front")
+    # older records (no paired timing): the timing cap was reached, read with the machine's load average
+    unsettled = [r for r in records if r.latency_stable is False and r.outside_cores is None]
     if unsettled:
         load = max((r.load_per_core or 0.0) for r in unsettled)
         why = "the machine was busy" if load >= 0.75 else "the timings were noisy"

@@ -42,6 +42,15 @@ FIXED_COLUMNS = (
     "latency_source",  # measured, or predicted (by a latency table: never built nor timed)
     "latency_borderline",  # its first interval straddled the budget, so it was re-measured longer
     "over_budget_ms",  # measured latency minus the budget (negative: within it)
+    "latency_reference",  # the network it was timed in pairs with (empty: timed on its own)
+    "latency_ratio",  # its median per-pair latency ratio to the reference: latency_ms = ratio x calibration_ms
+    "latency_ratio_ci_low",  # the ratio's 95% interval
+    "latency_ratio_ci_high",
+    "calibration_ms",  # the reference's latency as calibrated for the study
+    "latency_pairs",  # pairs timed
+    "latency_early",  # over/under: timing stopped as soon as the interval lay wholly on that side of the budget
+    "outside_cores",  # cores' worth of CPU other processes used while it was timed (a busy machine)
+    "steal_share",  # share of the CPU time the hypervisor took away while it was timed
     "gmacs",  # G multiply-adds at batch 1
     "achieved_gmacs_per_s",  # G multiply-adds per second at the measured latency
     "params_m",  # millions of parameters
@@ -98,6 +107,15 @@ def row(record: TrialRecord, params: Sequence[str], scores: Sequence[str] = ()) 
         "latency_source": record.latency_source or ("measured" if record.latency_ms is not None else ""),
         "latency_borderline": "" if record.latency_borderline is None else str(record.latency_borderline).lower(),
         "over_budget_ms": _fixed(record.over_budget_ms, 3),
+        "latency_reference": record.latency_reference or "",
+        "latency_ratio": _fixed(record.latency_ratio, 4),
+        "latency_ratio_ci_low": _fixed((record.latency_ratio_ci or (None, None))[0], 4),
+        "latency_ratio_ci_high": _fixed((record.latency_ratio_ci or (None, None))[1], 4),
+        "calibration_ms": _fixed(record.calibration_ms, 3),
+        "latency_pairs": "" if record.latency_pairs is None else str(record.latency_pairs),
+        "latency_early": record.latency_early or "",
+        "outside_cores": _fixed(record.outside_cores, 2),
+        "steal_share": _fixed(record.steal_share, 3),
         "gmacs": _significant(None if record.flops is None else record.flops / 1e9),
         "achieved_gmacs_per_s": _significant(None if record.flops_per_s is None else record.flops_per_s / 1e9),
         "params_m": _significant(None if record.param_count is None else record.param_count / 1e6),

@@ -1,19 +1,27 @@
-"""A candidate's latency for the search: measured in the study's runtime, re-measured longer when its
-interval straddles the budget (a "borderline" candidate, so marked in its record) before it is called over
-or under; or predicted from a latency table (`--latency predicted`), or predicted first and measured only
-when the prediction does not already rule it out (`--latency auto`)."""
+"""A candidate's latency for the search: measured in the study's runtime (on the CPU in pairs with the
+reference network, as a ratio times the study's calibration of it; stopping as soon as the ratio's interval
+lies wholly over or under the budget), re-measured longer when its interval straddles the budget (a
+"borderline" candidate, so marked in its record) before it is called over or under; or predicted from a
+latency table (`--latency predicted`), or predicted first and measured only when the prediction does not
+already rule it out (`--latency auto`)."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
+
+import optuna
 
 from fasternet_space.latency_table import LatencyTable
 from fasternet_space.measure import Measurement, TimingPolicy
-from fasternet_space.runtimes import spec_session
+from fasternet_space.paired import Calibration, PairPolicy
+from fasternet_space.relative import calibrate_session, measure_relative, reference_session
+from fasternet_space.runtimes import ModelSession, spec_session
 from fasternet_space.spec import ArchSpec
 from fasternet_space.spec_io import read_yaml
 from search.config import SearchConfig
 from search.errors import SearchError
+from search.records import study_attrs
 
 
 def straddles(measurement: Measurement, budget_ms: float) -> bool:
@@ -28,14 +36,62 @@ def longer(policy: TimingPolicy) -> TimingPolicy:
                    max_time_s=3 * policy.max_time_s, rel_ci=policy.rel_ci / 2)
 
 
-def measure_candidate(spec: ArchSpec, config: SearchConfig) -> tuple[Measurement, bool]:
+def longer_pairs(policy: PairPolicy) -> PairPolicy:
+    """The paired re-measurement of a borderline candidate: three times the pairs and cap, half the interval."""
+    return replace(policy, min_pairs=max(3 * policy.min_pairs, 30), max_pairs=3 * policy.max_pairs,
+                   max_time_s=3 * policy.max_time_s, rel_ci=policy.rel_ci / 2)
+
+
+class References:
+    """The reference network of paired timing in this process: built once per input shape and runtime, its
+    calibration read from the study (timed here, and stored, when the study has none or on `recalibrate`)."""
+
+    def __init__(self, config: SearchConfig):
+        self.config = config
+        self.stack = contextlib.ExitStack()
+        self.sessions: dict[str, tuple[ModelSession, Calibration]] = {}
+
+    def get(self, study: optuna.Study, input_size: int, in_chans: int) -> tuple[ModelSession, Calibration]:
+        name = self.config.reference()
+        key = study_attrs.calibration_key(name.upper(), in_chans, input_size)
+        if key not in self.sessions:
+            session = self.stack.enter_context(reference_session(
+                name, self.config.runtime, device=self.config.device, threads=self.config.threads,
+                input_size=input_size, in_chans=in_chans))
+            stored = None if self.config.recalibrate else study_attrs.calibration(study, key)
+            if stored is None:
+                calibration = calibrate_session(session, name, window_s=self.config.calibration_s)
+                study_attrs.store_calibration(study, key, calibration.to_dict())
+            else:
+                calibration = Calibration.from_dict(stored)
+            self.sessions[key] = (session, calibration)
+        return self.sessions[key]
+
+    def calibrations(self) -> list[Calibration]:
+        return [calibration for _, calibration in self.sessions.values()]
+
+    def close(self) -> None:
+        self.stack.close()
+        self.sessions.clear()
+
+
+def measure_candidate(spec: ArchSpec, config: SearchConfig,
+                      reference: tuple[ModelSession, Calibration] | None = None) -> tuple[Measurement, bool]:
     """The candidate's measurement and whether it was borderline (then the measurement is the longer one,
-    on the same built and exported model)."""
+    on the same built and exported model). With `reference` (a session and its calibration), in pairs."""
     with spec_session(spec, config.runtime, device=config.device, threads=config.threads) as session:
-        first = session.measure(config.timing)
-        if not straddles(first, config.budget_ms):
+        if reference is None:
+            first = session.measure(config.timing)
+            if not straddles(first, config.budget_ms):
+                return first, False
+            return session.measure(longer(config.timing)), True
+        ref, calibration = reference
+        first = measure_relative(session, ref, calibration, config.pairing, threshold_ms=config.budget_ms,
+                                 seed=config.seed)
+        if first.extra["relative"]["verdict"] or not straddles(first, config.budget_ms):
             return first, False
-        return session.measure(longer(config.timing)), True
+        return measure_relative(session, ref, calibration, longer_pairs(config.pairing),
+                                threshold_ms=config.budget_ms, seed=config.seed + 1), True
 
 
 def load_table(config: SearchConfig) -> LatencyTable | None:

@@ -16,6 +16,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -24,10 +25,12 @@ import torch
 from fasternet_space import count, zero_cost
 from fasternet_space.data import Dataset
 from fasternet_space.proxy import ProxyDiverged, train_proxy
-from fasternet_space.spec import SpecError
+from fasternet_space.spec import ArchSpec, SpecError
 from search.config import SearchConfig
+from search.errors import SearchError
+from search.records import study_attrs
 from search.records.trial import TrialRecord, TrialWriter
-from search.run.latency import load_table, measure_candidate, screened_out
+from search.run.latency import References, load_table, measure_candidate, screened_out
 from search.run.pruning import CurvePruner
 from search.run.storage import claim_trial
 from search.space import SearchSpace
@@ -94,6 +97,28 @@ class Objective:
         self.pruner = pruner
         self.stop = stop or threading.Event()
         self.table = load_table(config)  # None unless latency is predicted or auto
+        self.references = References(config) if config.reference() else None  # paired timing (CPU)
+
+    def prepare(self, study: optuna.Study) -> float | None:
+        """Calibrates the reference now (or reads the study's calibration) for the space's input, if fixed:
+        before the extra workers start, so that they read this calibration instead of each making one.
+        A budget in reference units becomes ms here (ratio x calibration); returns the budget in ms."""
+        size, chans = (self.space.entries.get(k, getattr(ArchSpec, k)) for k in ("input_size", "in_chans"))
+        fixed = isinstance(size, int) and isinstance(chans, int)
+        if self.references is not None and fixed:
+            with device_lock(self.config.lock_dir, self.config.device, exclusive=True):
+                _, calibration = self.references.get(study, size, chans)
+            if self.config.budget_ratio is not None:
+                self.config = replace(self.config, budget_ms=self.config.budget_ratio * calibration.ms)
+                study_attrs.store_budget_ms(study, self.config.budget_ms)
+        elif self.config.budget_ratio is not None:
+            raise SearchError("budget", self.config.budget_text(), "needs one calibration, and the space's input "
+                              "size or channels are free; allowed: a budget in ms, or fixed input_size and in_chans")
+        return self.config.budget_ms
+
+    def close(self) -> None:
+        if self.references is not None:
+            self.references.close()
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
         """Any failure marks this trial failed with its reason stored on it; the study goes on."""
@@ -129,7 +154,9 @@ class Objective:
         if latency_ms is None:
             with device_lock(config.lock_dir, config.device, exclusive=True):
                 writer.machine_load(os.getloadavg()[0] / (os.cpu_count() or 1))
-                measurement, borderline = measure_candidate(spec, config)
+                reference = (self.references.get(trial.study, spec.input_size, spec.in_chans)
+                             if self.references is not None else None)
+                measurement, borderline = measure_candidate(spec, config, reference)
             latency_ms = measurement.latency_ms
             if not writer.measurement(measurement, config.budget_ms, borderline):
                 return 0.0, latency_ms

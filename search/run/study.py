@@ -187,6 +187,7 @@ class SearchOutcome:
     stale_failed: list[int] = field(default_factory=list)  # trials of dead workers failed by this run
     notes: list[str] = field(default_factory=list)  # what the user should know about this setting
     confirmations: int = 0  # retrainings with other seeds done by this run
+    budget_ms: float | None = None  # the budget in ms (a budget in reference units: as calibrated)
 
 
 def run_search(config: SearchConfig, on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
@@ -211,7 +212,7 @@ def run_search(config: SearchConfig, on_trial: Callable[[optuna.Study, FrozenTri
                            max_train=config.max_train_samples, max_test=config.max_test_samples)
     check_space(space, dataset)
     study, created = open_study(config, space)
-    outcome = SearchOutcome(study)
+    outcome = SearchOutcome(study, budget_ms=config.budget_ms)
     outcome.stale_failed = fail_stale_trials(study)
     outcome.enqueued = enqueue_named(study, space) if config.named and created else []
     if kept and not study_attrs.screened(study):  # once, by the run that screened
@@ -222,8 +223,10 @@ def run_search(config: SearchConfig, on_trial: Callable[[optuna.Study, FrozenTri
     outcome.notes += [note] if note else []
     if on_start is not None:
         on_start(outcome)
-    workers = start_workers(config, study.study_name, config.workers - 1)
     objective = Objective(space, dataset, config, make_pruner(config.pruner), stop=stop)
+    outcome.budget_ms = objective.prepare(study)
+    config = objective.config  # a budget in reference units is in ms from here on
+    workers = start_workers(config, study.study_name, config.workers - 1)
     start = time.perf_counter()
     remaining = config.n_trials - count_finished(study)
 
@@ -244,6 +247,7 @@ def run_search(config: SearchConfig, on_trial: Callable[[optuna.Study, FrozenTri
         stop.set()
     finally:
         outcome.failed_workers = wait_for_workers(workers, stop)
+        objective.close()
     if config.worker_index == 0 and not stop.is_set():
         try:
             outcome.confirmations = confirm(study, dataset, config.proxy, config.seed, config.confirm,

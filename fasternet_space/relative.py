@@ -1,0 +1,120 @@
+"""Latency measured against a reference network, in any runtime: the reference (a named config's inference
+form at the candidate's input, in the same runtime), its calibration, and a candidate's measurement as
+median per-pair ratio x the calibrated reference latency (`paired` does the timing)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+from .measure import Measurement, TimingPolicy
+from .named import find_named
+from .paired import Calibration, MachineShare, MachineWatch, PairPolicy, RatioTiming, calibrate, time_ratio
+from .runtimes import ModelSession, measure_spec_in, spec_session
+from .spec import ArchSpec
+
+DEFAULT_REFERENCE = "t0"  # the smallest named config: cheap to interleave with every candidate
+# `build --measure` and `bench models`: the median ratio within +-2%, or a 10 s cap (as the absolute protocol)
+PROTOCOL_PAIRS = PairPolicy(warmup=5, min_pairs=10, max_time_s=10.0, rel_ci=0.02)
+
+
+def reference_spec(name: str, input_size: int, in_chans: int) -> ArchSpec:
+    """The named config `name` at the candidate's input (resolution and channels)."""
+    named = find_named(name)
+    if named is None:
+        raise ValueError(f"unknown reference network {name!r}")
+    return named.replace(input_size=input_size, in_chans=in_chans)
+
+
+def relative_timing_applies(device: str) -> bool:
+    """Paired timing is the measurement of record on the CPU; a GPU is timed with CUDA events as before."""
+    return str(device).split(":")[0] == "cpu"
+
+
+@contextlib.contextmanager
+def reference_session(name: str, runtime: str, *, device: str, threads: int | None, input_size: int,
+                      in_chans: int) -> Iterator[ModelSession]:
+    """The reference network built once and made ready in `runtime`, like a candidate (`spec_session`)."""
+    with spec_session(reference_spec(name, input_size, in_chans), runtime, device=device, threads=threads) as session:
+        yield session
+
+
+def calibrate_session(reference: ModelSession, name: str, **kwargs: Any) -> Calibration:
+    """The calibrated latency of a prepared reference (see `paired.calibrate`)."""
+    protocol = reference.protocol_for(TimingPolicy())
+    with reference.timing():
+        return calibrate(reference.run_batch(1), reference.timing_device, name=name.upper(),
+                         device_name=protocol.device_name, **kwargs)
+
+
+def measure_relative(candidate: ModelSession, reference: ModelSession, calibration: Calibration,
+                     policy: PairPolicy = PairPolicy(), *, threshold_ms: float | None = None,
+                     seed: int = 0) -> Measurement:
+    """The candidate's latency as its median ratio to the reference x the calibration; with `threshold_ms`,
+    timing stops as soon as the ratio's interval lies wholly above or below threshold_ms / calibration.
+    The ratio, its interval and the calibration are kept in `extra["relative"]`."""
+    threshold = None if threshold_ms is None else threshold_ms / calibration.ms
+    with candidate.timing(), reference.timing(), MachineWatch() as watch:
+        timing = time_ratio(candidate.run_batch(1), reference.run_batch(1), candidate.timing_device, policy,
+                            threshold=threshold, seed=seed)
+    return relative_measurement(candidate, timing, calibration, policy, watch.share())
+
+
+def relative_measurement(candidate: ModelSession, timing: RatioTiming, calibration: Calibration,
+                         policy: PairPolicy, machine: MachineShare | None = None) -> Measurement:
+    machine = machine or MachineShare(None, None)
+    timing_policy = TimingPolicy(rel_ci=policy.rel_ci, max_time_s=policy.max_time_s)
+    protocol = candidate.protocol_for(timing_policy)
+    latency_ms = timing.ratio * calibration.ms
+    if protocol.throughput_batch == 1:
+        throughput = 1e3 / latency_ms
+    else:  # a batch's throughput is not what the pairs time: measured on its own, as before
+        throughput = candidate.measure(replace(timing_policy, rel_ci=0.05)).throughput
+    relative = {"reference": calibration.reference, "ratio": timing.ratio, "ratio_ci": list(timing.ratio_ci),
+                "pairs": timing.pairs, "verdict": timing.verdict, "seconds": timing.seconds,
+                "candidate_ms_this_run": timing.candidate_ms, "reference_ms_this_run": timing.reference_ms,
+                "calibration": calibration.to_dict(), "outside_cores": machine.outside_cores,
+                "steal_share": machine.steal_share}
+    return Measurement(latency_ms=latency_ms,
+                       latency_ci_ms=(timing.ratio_ci[0] * calibration.ms, timing.ratio_ci[1] * calibration.ms),
+                       repeats=timing.pairs, stable=timing.stable, throughput=throughput,
+                       flops_per_s=candidate.flops / (latency_ms / 1e3), protocol=protocol,
+                       extra={"relative": relative})
+
+
+def measure_side_by_side(specs: list[ArchSpec], runtime: str, *, device: str, threads: int | None,
+                         throughput_batch: int | None, input_size: int | None,
+                         policy: PairPolicy = PROTOCOL_PAIRS) -> list[Measurement]:
+    """`bench models`: each spec's inference form at `input_size` (None: its own). On the CPU the reference is
+    calibrated once per input shape and each model timed in pairs with it; elsewhere each is timed alone."""
+    if not relative_timing_applies(device):
+        return [measure_spec_in(spec, runtime, device=device, threads=threads, throughput_batch=throughput_batch,
+                                input_size=input_size or spec.input_size) for spec in specs]
+    results = []
+    with contextlib.ExitStack() as stack:
+        references: dict[tuple[int, int], tuple[ModelSession, Calibration]] = {}
+        for spec in specs:
+            shape = (input_size or spec.input_size, spec.in_chans)
+            if shape not in references:
+                reference = stack.enter_context(reference_session(
+                    DEFAULT_REFERENCE, runtime, device=device, threads=threads, input_size=shape[0], in_chans=shape[1]))
+                references[shape] = (reference, calibrate_session(reference, DEFAULT_REFERENCE))
+            reference, calibration = references[shape]
+            with spec_session(spec, runtime, device=device, threads=threads, input_size=shape[0],
+                              throughput_batch=throughput_batch) as candidate:
+                results.append(measure_relative(candidate, reference, calibration, policy))
+    return results
+
+
+def measure_against_reference(model_session_cm, *, name: str = DEFAULT_REFERENCE, runtime: str, device: str,
+                              threads: int | None, input_size: int, in_chans: int,
+                              policy: PairPolicy) -> Measurement:
+    """One model measured as `build --measure` and `bench models` do on the CPU: the reference calibrated
+    for this measurement, then the model timed in pairs with it. `model_session_cm`: the model's session
+    (a context manager, e.g. `runtimes.model_session(...)`)."""
+    with reference_session(name, runtime, device=device, threads=threads, input_size=input_size,
+                           in_chans=in_chans) as reference, model_session_cm as candidate:
+        calibration = calibrate_session(reference, name)
+        return measure_relative(candidate, reference, calibration, policy)

@@ -54,10 +54,6 @@ class RatioTiming:
     reference_ms: float  # the reference's own median in this run
     seconds: float  # time spent timing (warm-up included)
 
-    @property
-    def rel_halfwidth(self) -> float:
-        return (self.ratio_ci[1] - self.ratio_ci[0]) / 2 / self.ratio
-
 
 def time_ratio(candidate: Callable[[], Any], reference: Callable[[], Any], device: torch.device,
                policy: PairPolicy = PairPolicy(), *, threshold: float | None = None, seed: int = 0,
@@ -146,7 +142,7 @@ def calibrate(reference: Callable[[], Any], device: torch.device, *, name: str, 
     for _ in range(warmup):
         reference()
     synchronize(device)
-    load = _load_per_core()
+    load = load_per_core()
     before = cpu_times()
     started = clock()
     samples: list[float] = []
@@ -194,7 +190,8 @@ def steal_share(before: list[int] | None, after: list[int] | None) -> float | No
     return (after[7] - before[7]) / total if total > 0 else 0.0
 
 
-def _load_per_core() -> float | None:
+def load_per_core() -> float | None:
+    """The machine's 1-minute load average per core (None where the platform has none)."""
     try:
         return os.getloadavg()[0] / (os.cpu_count() or 1)
     except OSError:

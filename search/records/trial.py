@@ -275,7 +275,7 @@ class TrialWriter:
         self.trial.set_user_attr(Key.PARAM_COUNT, cost.params)
         self.trial.set_user_attr(Key.FLOPS, cost.flops)
 
-    def machine_load(self, load_per_core: float) -> None:
+    def machine_load(self, load_per_core: float | None) -> None:
         """How busy the machine was when timing started (1.0: every core had a runnable process)."""
         self.trial.set_user_attr(Key.LOAD, load_per_core)
 

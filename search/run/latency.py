@@ -67,9 +67,6 @@ class References:
             self.sessions[key] = (session, calibration)
         return self.sessions[key]
 
-    def calibrations(self) -> list[Calibration]:
-        return [calibration for _, calibration in self.sessions.values()]
-
     def close(self) -> None:
         self.stack.close()
         self.sessions.clear()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import math
-import os
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ import torch
 
 from fasternet_space import count, zero_cost
 from fasternet_space.data import Dataset
+from fasternet_space.paired import load_per_core
 from fasternet_space.proxy import ProxyDiverged, train_proxy
 from fasternet_space.spec import ArchSpec, SpecError
 from search.config import SearchConfig
@@ -153,7 +153,7 @@ class Objective:
                 latency_ms = predicted
         if latency_ms is None:
             with device_lock(config.lock_dir, config.device, exclusive=True):
-                writer.machine_load(os.getloadavg()[0] / (os.cpu_count() or 1))
+                writer.machine_load(load_per_core())
                 reference = (self.references.get(trial.study, spec.input_size, spec.in_chans)
                              if self.references is not None else None)
                 measurement, borderline = measure_candidate(spec, config, reference)

@@ -229,3 +229,65 @@ def test_another_machines_trial_is_left_to_the_heartbeat(study, tmp_path):
     assert failed.state == TrialState.FAIL and failed.user_attrs["fail_reason"] == "no heartbeat for 30 s"
     retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == trial.number]
     assert len(retries) == 1 and retries[0].state == TrialState.WAITING and retries[0].params == failed.params
+
+
+# --- A database that goes away, or is full ---------------------------------------------------------------------
+
+
+def _flaky(monkeypatch, message: str, failures: int):
+    """Study lookups by name fail `failures` times with the driver's `message`, then work."""
+    import sqlalchemy.exc
+    from optuna.storages._rdb import models
+
+    real = models.StudyModel.find_or_raise_by_name
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) <= failures:
+            raise sqlalchemy.exc.OperationalError("SELECT", {}, Exception(message))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(models.StudyModel, "find_or_raise_by_name", staticmethod(flaky))
+    return calls
+
+
+def test_a_storage_call_waits_for_a_database_that_went_away(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'gone.db'}"
+    storage = make_storage(url)
+    study_id = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], "s")
+    calls = _flaky(monkeypatch, "server closed the connection unexpectedly", failures=2)
+    monkeypatch.setenv(storage_module.TIMING_ENV, str(tmp_path))
+    assert storage.get_study_id_from_name("s") == study_id
+    assert len(calls) == 3
+    timing = storage_module._timing_now()
+    assert timing.retries == 2 and timing.calls["get_study_id_from_name"][0] == 1
+
+
+@pytest.mark.parametrize("message, fragment", [
+    ("server closed the connection unexpectedly", "the database went away"),
+    ("FATAL:  sorry, too many clients already", "refuses more connections"),
+])
+def test_a_database_that_stays_away_or_full_is_one_line(tmp_path, monkeypatch, message, fragment):
+    url = f"sqlite:///{tmp_path / 'gone.db'}"
+    storage = make_storage(url)
+    storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], "s")
+    _flaky(monkeypatch, message, failures=10**6)
+    monkeypatch.setattr(storage, "reconnect_s", 0.5)
+    with pytest.raises(SearchError) as exc:
+        storage.get_study_id_from_name("s")
+    text = one_line(exc)
+    assert text.startswith("storage ") and fragment in text and "allowed:" in text
+    start = time.monotonic()
+    with pytest.raises(SearchError):  # failing the trial afterwards tries once, it does not wait again
+        storage.get_study_id_from_name("s")
+    assert time.monotonic() - start < 0.4
+
+
+def test_another_database_error_is_not_waited_for(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'gone.db'}"
+    storage = make_storage(url)
+    calls = _flaky(monkeypatch, "syntax error at or near SELECT", failures=1)
+    with pytest.raises(optuna.exceptions.StorageInternalError):
+        storage.get_study_id_from_name("s")
+    assert len(calls) == 1

@@ -1,21 +1,30 @@
 """Optuna storage: opening it (with heartbeats), loading a study by name, and failing and retrying the
-trials of workers that died. Messages never show a database password."""
+trials of workers that died. Messages never show a database password.
+
+A storage that loses its database (a restart, a dropped connection) retries each call until it comes back,
+up to `RECONNECT_S`, then fails with one line; with `FASTERNET_STORAGE_TIMING=DIR` in the environment each
+process writes how long its storage calls took to DIR (what `benchmarks/many_workers.py` reads)."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
+import json
 import os
 import re
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.exceptions import UpdateFinishedTrialError
+from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from search.errors import SearchError
 from search.records.trial import (
@@ -66,8 +75,195 @@ def sqlite_path(url: str) -> Path | None:
     return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
 
 
+# --- A storage that outlives a database restart, and times itself -----------------------------------------
+
+#: How long a storage call waits for a database that went away (a restart, a failover) before giving up.
+RECONNECT_S = 60.0
+#: The environment variable naming a directory where each process writes its storage call times.
+TIMING_ENV = "FASTERNET_STORAGE_TIMING"
+#: Connections per worker process: its main thread and its heartbeat thread each hold one at most.
+POOL_SIZE, MAX_OVERFLOW = 2, 2
+
+# What a PostgreSQL or MySQL server, or its driver, says when the connection is gone or refused for now.
+_GONE = ("server closed the connection", "terminating connection", "connection refused", "could not connect",
+         "connection to server", "database system is starting up", "database system is shutting down",
+         "the database system is in recovery mode", "connection reset", "connection is closed",
+         "consuming input failed", "ssl connection has been closed", "lost connection", "gone away",
+         "connection timeout expired", "server didn't respond", "broken pipe")
+_FULL = ("too many clients", "remaining connection slots are reserved", "too many connections")
+# Calls that write (ask, tell and attributes); every other call reads, heartbeats apart.
+# (Optuna's cache in front of the storage calls the underscored ones.)
+_WRITES = ("create_new_trial", "_create_new_trial", "set_trial_param", "_set_trial_param", "set_trial_state_values",
+           "set_trial_user_attr", "set_trial_system_attr", "set_trial_intermediate_value")
+_HEARTBEAT = ("record_heartbeat", "_get_stale_trial_ids")
+_WRAPPED = (*_WRITES, *_HEARTBEAT, "create_new_study", "set_study_user_attr", "set_study_system_attr",
+            "get_study_id_from_name", "get_study_name_from_id", "get_study_directions", "get_study_user_attrs",
+            "get_study_system_attrs", "get_all_studies", "get_trial_id_from_study_id_trial_number",
+            "get_trial", "get_all_trials", "get_n_trials", "get_best_trial", "_get_best_trial_id", "_get_trials")
+
+
+def _messages(exc: BaseException) -> str:
+    """The messages of an exception and of those it was raised from, lower case, one string."""
+    seen, parts = set(), []
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        parts.append(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    return " ".join(parts).lower()
+
+
+def _database_trouble(exc: BaseException) -> str | None:
+    """'gone' or 'full' where `exc` says the database went away or refuses more connections, else None."""
+    text = _messages(exc)
+    if any(s in text for s in _FULL):
+        return "full"
+    if getattr(exc, "connection_invalidated", False) or getattr(exc.__cause__, "connection_invalidated", False):
+        return "gone"
+    return "gone" if any(s in text for s in _GONE) else None
+
+
+def _trouble_error(kind: str, shown: str, exc: BaseException, waited_s: float) -> SearchError:
+    first = (str(exc.__cause__ or exc).splitlines() or [""])[0][:160]
+    if kind == "full":
+        return SearchError("storage", shown, f"the database refuses more connections ({first}) for {waited_s:.0f} s; "
+                           f"allowed: fewer workers on it (each holds up to {POOL_SIZE + MAX_OVERFLOW}), a larger "
+                           "max_connections on the server, or a pooler (PgBouncer) in front of it")
+    return SearchError("storage", shown, f"the database went away ({first}) and was not back within {waited_s:.0f} s; "
+                       "allowed: the same command once it is up again (finished trials are kept, the running one is "
+                       "retried)")
+
+
+class _Timing:
+    """Seconds spent in storage calls by this process, per call, written to TIMING_ENV's directory."""
+
+    def __init__(self, directory: str):
+        self.path = Path(directory) / f"storage-{socket.gethostname()}-{os.getpid()}.json"
+        self.lock = threading.Lock()
+        self.calls: dict[str, list[float]] = {}  # name -> [count, seconds]
+        self.finished = 0  # trials this process told finished
+        self.retries = 0  # calls repeated because the database went away
+        self.waited_s = 0.0  # seconds spent waiting for it to come back
+        atexit.register(self.write)
+
+    def add(self, name: str, seconds: float) -> None:
+        with self.lock:
+            entry = self.calls.setdefault(name, [0, 0.0])
+            entry[0] += 1
+            entry[1] += seconds
+
+    def write(self) -> None:
+        with self.lock:
+            record = {"pid": os.getpid(), "host": socket.gethostname(), "finished": self.finished,
+                      "retries": self.retries, "waited_s": self.waited_s, "calls": self.calls}
+            text = json.dumps(record)
+        tmp = self.path.with_suffix(".tmp")
+        with contextlib.suppress(OSError):
+            tmp.write_text(text)
+            os.replace(tmp, self.path)
+
+
+_timing: _Timing | None = None
+_local = threading.local()
+
+
+def _timing_now() -> _Timing | None:
+    global _timing
+    directory = os.environ.get(TIMING_ENV)
+    if directory and (_timing is None or _timing.path.parent != Path(directory)):
+        _timing = _Timing(directory)
+    return _timing if directory else None
+
+
+def _resilient(name: str):
+    """RDBStorage's method `name`, timed, and repeated while the database is away (up to RECONNECT_S)."""
+    method = ResilientStorage.__dict__.get(name) or getattr(RDBStorage, name)
+
+    @functools.wraps(method)
+    def call(self: RDBStorage, *args, **kwargs):
+        if getattr(_local, "depth", 0):  # called by another storage method: that one times and retries
+            return method(self, *args, **kwargs)
+        timing = _timing_now()
+        start = time.perf_counter()
+        attempt = 0
+        _local.depth = 1
+        try:
+            while True:
+                try:
+                    result = method(self, *args, **kwargs)
+                    self._given_up = False
+                    break
+                except (StorageInternalError, SQLAlchemyError) as exc:
+                    kind = _database_trouble(exc)
+                    waited = time.perf_counter() - start
+                    if kind is None:
+                        raise
+                    if waited >= self.reconnect_s or self._given_up:
+                        if name == "record_heartbeat":  # the trial's own calls report it; a thread cannot
+                            return None
+                        self._given_up = True  # the calls that follow (failing the trial) try once, not wait again
+                        raise _trouble_error(kind, redact(self.url), exc, waited) from None
+                    time.sleep(min(0.2 * 2 ** attempt, 5.0, max(self.reconnect_s - waited, 0.05)))
+                    attempt += 1
+        finally:
+            _local.depth = 0
+            if timing is not None:
+                seconds = time.perf_counter() - start
+                timing.add(name, seconds)
+                if attempt:
+                    timing.retries += attempt
+                    timing.waited_s += seconds
+        state = kwargs.get("state", args[1] if len(args) > 1 else None)
+        if timing is not None and name == "set_trial_state_values" and state in _FINISHED:
+            timing.finished += 1
+            timing.write()
+        return result
+
+    return call
+
+
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+class ResilientStorage(RDBStorage):
+    """An RDBStorage whose calls wait for a database that went away (up to `reconnect_s`) instead of failing
+    at once, and fail with one line (SearchError) when it does not come back or refuses more connections."""
+
+    reconnect_s = RECONNECT_S
+    _given_up = False  # a call gave up waiting for the database: the next ones try once
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        """The running trials whose heartbeat is older than the grace period, each with its reason written while
+        it still runs (Optuna fails them before each trial of every worker, and writes no reason)."""
+        grace = self.grace_period or 2 * (self.heartbeat_interval or 0)
+        return [i for i in RDBStorage._get_stale_trial_ids(self, study_id)
+                if _mark_failing(self, i, f"no heartbeat for {grace} s")]
+
+    def get_n_trials(self, study_id: int, state: TrialState | tuple[TrialState, ...] | None = None) -> int:
+        """A COUNT in the database (Optuna's reads every trial with its attributes to count them: seconds for
+        a study of thousands, at each worker's start)."""
+        import sqlalchemy
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        with _create_scoped_session(self.scoped_session) as session:
+            models.StudyModel.find_or_raise_by_id(study_id, session)  # KeyError for a study not there
+            query = session.query(sqlalchemy.func.count(models.TrialModel.trial_id)).filter(
+                models.TrialModel.study_id == study_id)
+            if state is not None:
+                states = (state,) if isinstance(state, TrialState) else tuple(state)
+                query = query.filter(models.TrialModel.state.in_(states))
+            return int(query.scalar())
+
+
+for _name in _WRAPPED:
+    setattr(ResilientStorage, _name, _resilient(_name))
+
+
 def make_storage(url: str, heartbeat_s: int = 10) -> RDBStorage:
-    """An RDB storage with heartbeats, so that a trial left running by a killed worker is failed and retried."""
+    """An RDB storage with heartbeats, so that a trial left running by a killed worker is failed and retried.
+
+    A PostgreSQL or MySQL storage holds at most POOL_SIZE + MAX_OVERFLOW connections per process (one worker's
+    main thread and heartbeat thread use two), and rides out a database restart (ResilientStorage)."""
     shown = redact(url)
     allowed = ("allowed: sqlite:///FILE.db, postgresql://USER:PASSWORD@HOST/DB (with the [postgres] extra), "
                "mysql://...")
@@ -76,15 +272,20 @@ def make_storage(url: str, heartbeat_s: int = 10) -> RDBStorage:
     path = sqlite_path(url)
     if url.startswith("sqlite") and (path is None or not path.name):
         raise SearchError("storage", shown, f"not a file (an in-memory study keeps nothing); {allowed}")
-    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    # No pool_pre_ping (a round trip before every call): a dead pooled connection fails its call, the pool
+    # is invalidated and ResilientStorage repeats the call on a new one.
+    engine_kwargs: dict[str, Any] = {"pool_size": POOL_SIZE, "max_overflow": MAX_OVERFLOW, "pool_timeout": 60}
+    if url.startswith("postgresql"):
+        engine_kwargs["connect_args"] = {"connect_timeout": 10}  # an unreachable host fails, not hangs
     if path is not None:
         if not path.parent.is_dir():
             raise SearchError("storage", shown, f"directory {path.parent} does not exist")
         engine_kwargs = {"connect_args": {"timeout": 120}}
-    for attempt in range(5):
+    start = time.perf_counter()
+    for attempt in range(1_000_000):
         try:
-            return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
-                              grace_period=3 * heartbeat_s, heartbeat_stale_trial_callback=retry_stale_trial)
+            return ResilientStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
+                                    grace_period=3 * heartbeat_s, heartbeat_stale_trial_callback=retry_stale_trial)
         except ImportError as exc:
             driver = f" ({exc.name})" if exc.name else ""
             raise SearchError("storage", shown, f"its database driver{driver} is not installed; allowed: "
@@ -96,6 +297,17 @@ def make_storage(url: str, heartbeat_s: int = 10) -> RDBStorage:
             if racing and attempt < 4:
                 time.sleep(0.5 * (attempt + 1))
                 continue
+            # A server that is restarting or full for now: wait for it (a refused connection fails at once:
+            # most likely a wrong host or port).
+            trouble = _database_trouble(exc)
+            text = _messages(exc)
+            transient = trouble == "full" or "starting up" in text or "shutting down" in text
+            waited = time.perf_counter() - start
+            if transient and waited < RECONNECT_S:
+                time.sleep(min(0.2 * 2 ** attempt, 5.0))
+                continue
+            if transient:
+                raise _trouble_error(trouble or "gone", shown, exc, waited) from None
             first = _scrub((str(exc).splitlines() or [""])[0][:200], url)
             raise SearchError("storage", shown, f"cannot open ({exc.__class__.__name__}: {first})") from None
     raise AssertionError("unreachable")

@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 
+from fasternet_space.errors import InputError
 from search.config import SearchConfig
 from search.run.study import run_search
 from search.run.workers import CONFIG_ENV, STOP_SIGNAL
@@ -28,7 +29,13 @@ def _main() -> int:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    run_search(config, stop=stop)
+    try:
+        run_search(config, stop=stop)
+    except InputError as exc:  # a database that went away or is full: one line, as the first process says it
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

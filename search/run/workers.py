@@ -11,7 +11,11 @@ import signal
 import subprocess
 import sys
 import threading
+from collections import Counter
 from pathlib import Path
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 CONFIG_ENV = "FASTERNET_WORKER_CONFIG"
 _ROOT = Path(__file__).resolve().parents[2]
@@ -49,3 +53,29 @@ def wait_for_workers(processes: list[subprocess.Popen], stop: threading.Event | 
     # thing after): it had started no trial, so that is a stop, not an error.
     stopped = (0, -STOP_SIGNAL) if STOP_SIGNAL is not None else (0,)
     return sum(p.wait() not in stopped for p in processes)
+
+
+class StopWhenFull:
+    """A study.optimize callback for many workers on one study: stops this worker once the study holds
+    `n_trials` finished trials counting those other workers are running, and no trial waits (a retry of a dead
+    worker's trial is run before the study ends, never left behind).
+
+    Optuna's MaxTrialsCallback counts finished trials only: with W workers the last W - 1 each start one more
+    (a study of N ends with up to N + W - 1), and a retry enqueued near the end is left waiting. Here a
+    surplus trial needs two workers to decide within the same few milliseconds."""
+
+    def __init__(self, n_trials: int):
+        self.n_trials = n_trials
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if not room_left(study, self.n_trials):
+            study.stop()
+
+
+def room_left(study: optuna.Study, n_trials: int) -> int:
+    """How many more trials a worker may start on the study: the waiting ones (retries, enqueued points),
+    or, when none waits, what `n_trials` leaves after the finished and running ones."""
+    states = Counter(t.state for t in study.get_trials(deepcopy=False))
+    if states[TrialState.WAITING]:
+        return states[TrialState.WAITING]
+    return max(n_trials - states[TrialState.COMPLETE] - states[TrialState.PRUNED] - states[TrialState.RUNNING], 0)

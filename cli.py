@@ -21,6 +21,7 @@ from fasternet_space.spec import SpecError
 from search import DEFAULT_STORAGE, SAMPLERS, SearchConfig
 from search.config import LATENCY_MODES
 from search.fidelity.plan import DEFAULT_MULTIPLIER, DEFAULT_SAMPLE
+from search.records.study_attrs import PICK_RULES, RANK_SCORES
 from search.run.pruning import PRUNERS
 
 #: Errors that mean "the user asked for something that is not allowed": one line, exit 2.
@@ -236,6 +237,12 @@ def bench_models(specs, device, threads, batch_size, input_size, runtime, fmt) -
                    "train only the best --keep share of the feasible ones by the zero-cost vote (0: off).")
 @click.option("--keep", type=float, default=SearchConfig.keep, show_default=True,
               help="With --screen: the share of the screened feasible candidates to train.")
+@click.option("--rank-by", type=click.Choice(RANK_SCORES),
+              help="What ranks trained candidates: loss, the proxy's held-out cross-entropy (it agrees best with a "
+                   "4x longer training), or top1 [default: loss for a new study, the study's own on resume].")
+@click.option("--pick", type=click.Choice(PICK_RULES), default=SearchConfig.pick, show_default=True,
+              help="Which of the candidates tied with the best within the noise best.yaml holds: fastest, "
+                   "best-score or most-flops.")
 @click.option("--confirm", type=int, default=SearchConfig.confirm, show_default=True, callback=positive("--confirm"),
               help="Seeds per front candidate and named config, retrained at the end (1: none); the front is "
                    "decided on their means.")
@@ -289,7 +296,7 @@ def search(budget, space_path, proxy_epochs, proxy_resolution, proxy_batch_size,
         lock_dir=default_lock_dir(), **settings,
     ).validate()
     load_table(config)  # a table that cannot serve this search is refused now, not at the first trial
-    progress = SearchProgress(config.n_trials, config.budget_text(), quiet)
+    progress = SearchProgress(config.n_trials, config.budget_text(), quiet, config.confirm)
     stop = threading.Event()
 
     def on_sigint(signum, frame) -> None:
@@ -335,6 +342,7 @@ def echoed(lines_of):
 def print_search_summary(outcome, budget_ms, best_path, export_dir) -> None:
     """Prints the summary; saves the best feasible spec and, with --export, the study's plots and CSV."""
     from search import best_feasible, read_trials
+    from search.records import study_attrs
     from search.report.export import export_study, save_best_spec
     from search.report.summary import closing_line, summary_lines
 
@@ -343,8 +351,9 @@ def print_search_summary(outcome, budget_ms, best_path, export_dir) -> None:
     click.echo("\n".join(summary_lines(outcome, records, budget_ms)))
     best_spec = None
     if best_feasible(records) is not None:
-        best_spec = save_best_spec(records, study.study_name, best_path or Path("runs") / study.study_name / "best.yaml")
-    click.echo(closing_line(records, study.study_name, budget_ms, best_spec))
+        best_spec = save_best_spec(records, study.study_name, best_path or Path("runs") / study.study_name / "best.yaml",
+                                   outcome.pick, study_attrs.setting(study))
+    click.echo(closing_line(records, study.study_name, budget_ms, best_spec, outcome.pick))
     if export_dir:
         for written in export_study(study, Path(export_dir), budget_ms=budget_ms):
             click.echo(f"wrote {written}")

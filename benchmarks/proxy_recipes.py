@@ -40,7 +40,7 @@ from fasternet_space import NAMED_SPECS, count  # noqa: E402
 from fasternet_space.data import load_dataset  # noqa: E402
 from fasternet_space.proxy import ProxyConfig, ProxyDiverged, train_proxy  # noqa: E402
 from fasternet_space.report import format_table  # noqa: E402
-from fasternet_space.stats import bootstrap_interval, kendall_tau_b, spearman  # noqa: E402
+from fasternet_space.stats import bootstrap_interval, kendall_tau_b, spearman, t_quantile  # noqa: E402
 from search.space import SearchSpace  # noqa: E402
 
 SPACE = Path(__file__).resolve().parents[1] / "spaces" / "fasternet.yaml"
@@ -216,6 +216,7 @@ def main() -> None:
     report(recipes, cands, data, args.multiplier)
     seed_report(recipes, cands, data)
     signal_report(recipes, cands, data)
+    tie_report(recipes, cands, data)
 
 
 def copy_long_runs(source: dict, data: dict, recipes: list[Recipe], cands) -> None:
@@ -360,6 +361,43 @@ def signal_report(recipes: list[Recipe], cands, data: dict) -> None:
         print("\nScores of the same short trainings against the long run's top-1 (mean over its seeds), Spearman:")
         print(format_table(["recipe", "short score", "candidates", "short / long seeds", "each short seed",
                             "mean of those", "mean of the seeds' scores [95%]", "seed-to-seed (mean)"], rows))
+
+
+
+def loss_interval(losses: list[float]) -> tuple[float, float]:
+    """The 95% t-interval of the seed mean of held-out losses."""
+    mean, k = float(np.mean(losses)), len(losses)
+    half = t_quantile(k - 1) * float(np.std(losses, ddof=1)) / math.sqrt(k) if k > 1 else 0.0
+    return mean - half, mean + half
+
+
+def tie_report(recipes: list[Recipe], cands, data: dict) -> None:
+    """Which member of a short-proxy tie does the longer training favour? Pairs of candidates whose short
+    held-out loss intervals (t-interval of the short seeds' mean) overlap are ties; for each, whether the one
+    with more multiply-adds reached the higher long top-1 (mean over the long seeds). A share near 1 says a
+    tie should be broken towards the larger network, near 0.5 that size does not matter (pick the fastest)."""
+    rows = []
+    gmacs = {name: count(spec).flops for name, spec in cands}
+    for recipe in recipes:
+        store = data["results"].get(recipe.key, {})
+        shorts, longs, names = complete_runs(store, cands, lambda run: run.get("loss") is not None)
+        if not longs or len(shorts) < 2 or len(names) < MIN_CANDIDATES:
+            continue
+        interval = {n: loss_interval([store[n][r]["loss"] for r in shorts]) for n in names}
+        long_top1 = {n: float(np.mean([store[n][r]["acc"] for r in longs])) for n in names}
+        ties = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]
+                if interval[a][0] <= interval[b][1] and interval[b][0] <= interval[a][1]]
+        larger_wins = [long_top1[max(pair, key=gmacs.get)] > long_top1[min(pair, key=gmacs.get)] for pair in ties]
+        gaps = [long_top1[max(pair, key=gmacs.get)] - long_top1[min(pair, key=gmacs.get)] for pair in ties]
+        pairs = len(names) * (len(names) - 1) // 2
+        rows.append([recipe.key, f"{len(names)}", f"{len(ties)} of {pairs}",
+                     f"{sum(larger_wins)} of {len(ties)}" if ties else "-",
+                     f"{np.mean(gaps):+.4f}" if ties else "-",
+                     f"{np.median(np.abs(gaps)):.4f}" if ties else "-"])
+    if rows:
+        print("\nShort-proxy ties (held-out loss intervals of the short seeds overlap) in the long training:")
+        print(format_table(["recipe", "candidates", "tied pairs", "larger one better long", "mean long gap "
+                            "(larger - smaller)", "median |long gap|"], rows))
 
 
 if __name__ == "__main__":

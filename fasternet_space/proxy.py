@@ -47,6 +47,7 @@ class HeldOut:
 
     top1: float  # fraction classified right
     loss: float  # mean cross-entropy, nats per image
+    loss_sd: float | None = None  # standard deviation of the per-image cross-entropies (the mean's noise: sd / sqrt(n))
 
 
 @dataclass(frozen=True)
@@ -57,19 +58,27 @@ class ProxyRun:
     loss: list[float]  # held-out cross-entropy (eval mode, no label smoothing)
     # the training objective (train mode, label smoothing if on) averaged over the epoch's steps; NaN: no step
     train_loss: list[float] = field(default_factory=list)
+    loss_sd: list[float] = field(default_factory=list)  # per-image standard deviation of each held-out loss
+
+    @property
+    def final(self) -> HeldOut:
+        """The held-out scores after the last epoch."""
+        return HeldOut(self.top1[-1], self.loss[-1], self.loss_sd[-1] if self.loss_sd else None)
 
 
 def held_out(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> HeldOut:
     model.eval()
     device = next(model.parameters()).device
-    correct, loss = 0, 0.0
+    correct, losses = 0, []
     with torch.inference_mode():
         for start in range(0, len(y), batch_size):
             logits = model(x[start:start + batch_size].to(device)).float().cpu()
             labels = y[start:start + batch_size]
             correct += int((logits.argmax(1) == labels).sum())
-            loss += float(F.cross_entropy(logits, labels, reduction="sum"))
-    return HeldOut(correct / len(y), loss / len(y))
+            losses.append(F.cross_entropy(logits, labels, reduction="none").double())
+    per_image = torch.cat(losses)
+    sd = float(per_image.std()) if len(per_image) > 1 else 0.0
+    return HeldOut(correct / len(y), float(per_image.mean()), sd)
 
 
 @contextlib.contextmanager
@@ -117,10 +126,10 @@ class ThreadChooser:
 
 
 def train_proxy(spec: ArchSpec, dataset: Dataset, config: ProxyConfig = ProxyConfig(), seed: int = 0,
-                on_epoch: Callable[[int, float], None] | None = None,
+                on_epoch: Callable[[int, HeldOut], None] | None = None,
                 should_stop: Callable[[], bool] | None = None, device: str = "cpu") -> ProxyRun:
     """Trains from scratch; returns held-out top-1 and cross-entropy (and the mean training loss) after each
-    epoch. `on_epoch(epoch, acc)` may raise to stop; `should_stop()` is polled every step and raises
+    epoch. `on_epoch(epoch, held_out_scores)` may raise to stop; `should_stop()` is polled every step and raises
     KeyboardInterrupt when it answers True (a user's Ctrl-C). `device` is where the training runs (cpu, cuda,
     cuda:N, mps); the initial weights and the batch order are drawn on the CPU, so they are the same for a
     seed on every device."""
@@ -165,7 +174,8 @@ def train_proxy(spec: ArchSpec, dataset: Dataset, config: ProxyConfig = ProxyCon
             scores = held_out(model, dataset.test_x, dataset.test_y)
             run.top1.append(scores.top1)
             run.loss.append(scores.loss)
+            run.loss_sd.append(scores.loss_sd)
             run.train_loss.append(float(loss_sum) / steps if steps else math.nan)
             if on_epoch is not None:
-                on_epoch(epoch, scores.top1)
+                on_epoch(epoch, scores)
         return run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +58,10 @@ def dump_spec(spec: ArchSpec) -> str:
     return yaml.safe_dump(spec.to_dict(), sort_keys=False, default_flow_style=None)
 
 
-def save_spec(spec: ArchSpec, path: str | Path) -> Path:
-    """Writes dump_spec(spec) to `path` (creating its folder) and returns the path."""
+def save_spec(spec: ArchSpec, path: str | Path, comments: Sequence[str] = ()) -> Path:
+    """Writes dump_spec(spec) to `path` (creating its folder), after `comments` as YAML comment lines;
+    returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dump_spec(spec))
+    path.write_text("".join(f"# {line}\n" for line in comments) + dump_spec(spec))
     return path

@@ -47,6 +47,28 @@ def seed_interval(accuracies: list[float], n: int) -> tuple[float, float, float,
     return mean, std, low, high
 
 
+def normal_interval(mean: float, sd: float, n: int) -> tuple[float, float]:
+    """95% interval of a mean over `n` values whose standard deviation is `sd` (normal: a held-out loss is
+    a mean over thousands of images, where the central limit theorem holds)."""
+    half = Z95 * sd / math.sqrt(n) if n > 0 else math.inf
+    return mean - half, mean + half
+
+
+def loss_seed_interval(losses: Sequence[float], sds: Sequence[float], n: int) -> tuple[float, float, float, float]:
+    """Mean, seed standard deviation and 95% interval of a held-out loss over training seeds on one split of
+    `n` images (`sds`: each seed's per-image standard deviation). As `seed_interval` for top-1: the
+    t-interval of the seed mean, widened where needed to the interval of the pooled per-image losses."""
+    k = len(losses)
+    mean = statistics.fmean(losses)
+    std = statistics.stdev(losses) if k > 1 else 0.0
+    pooled_sd = math.sqrt(statistics.fmean(sd * sd for sd in sds)) if sds else 0.0
+    low, high = normal_interval(mean, pooled_sd, n * k)
+    if k > 1:
+        half = t_quantile(k - 1) * std / math.sqrt(k)
+        low, high = min(low, mean - half), max(high, mean + half)
+    return mean, std, low, high
+
+
 def edf(values: Sequence[float]) -> tuple[list[float], list[float]]:
     """The empirical distribution function as pycls draws it: the values sorted, and after the i-th of k
     the share i/k of values at most that large (the last point is 1)."""

@@ -20,6 +20,8 @@ from fasternet_space.proxy import ProxyConfig
 from fasternet_space.relative import DEFAULT_REFERENCE, relative_timing_applies
 from fasternet_space.runtimes import RUNTIMES
 from search.errors import SearchError
+from search.records.front import DEFAULT_PICK
+from search.records.study_attrs import PICK_RULES, RANK_SCORES
 from search.run.pruning import PRUNERS
 from search.run.storage import DEFAULT_STORAGE
 
@@ -68,6 +70,9 @@ class SearchConfig:
     max_train_samples: int | None = 8000  # training images the proxy sees (its budget)
     max_test_samples: int | None = 2000  # held-out images its top-1 is measured on
     accuracy: str = "train"  # train (the short proxy), zero-cost:NAME (a score, or vote), none (a census: latency only)
+    rank_by: str | None = None  # what ranks trained candidates: loss (held-out cross-entropy) or top1; None: loss
+    # for a new study, the study's own on resume (studies made before it was stored rank by top1)
+    pick: str = DEFAULT_PICK  # which candidate tied with the best within the noise best.yaml holds (PICK_RULES)
     zero_cost_scores: bool = True  # store every feasible candidate's zero-cost scores before training
     screen: int = 0  # two-stage: first score this many candidates without training (0: off)
     keep: float = 0.1  # then train this fraction of the feasible ones, the best by the zero-cost vote
@@ -121,6 +126,10 @@ class SearchConfig:
         allowed_accuracy = ["train", *(f"zero-cost:{n}" for n in ZERO_COST_CHOICES), "none"]
         if self.accuracy not in allowed_accuracy:
             raise SearchError("accuracy", repr(self.accuracy), f"not known; allowed: {', '.join(allowed_accuracy)}")
+        if self.rank_by is not None and self.rank_by not in RANK_SCORES:
+            raise SearchError("rank_by", repr(self.rank_by), f"not known; allowed: {', '.join(RANK_SCORES)}")
+        if self.pick not in PICK_RULES:
+            raise SearchError("pick", repr(self.pick), f"not known; allowed: {', '.join(PICK_RULES)}")
         if self.screen < 0 or isinstance(self.screen, bool):
             raise SearchError("screen", self.screen, "allowed: 0 (off) or a positive number of candidates")
         if not 0 < self.keep <= 1:

@@ -2,6 +2,7 @@
 `partial_ratio`), written through TrialWriter exactly as a search writes it, the importances, EDFs, costs and
 the paper's choices come out right; the census runs end to end through the CLI and `analyze` reads it."""
 
+import html
 import json
 import math
 import random
@@ -18,8 +19,8 @@ from fasternet_space.stats import adjusted_ratio, edf, median_interval
 from search import read_trials
 from search.analysis.analysis import analyze, analyze_study
 from search.analysis.data import NOT_ENOUGH, levels, study_space
-from search.analysis.figure import edf_figure, importance_figure
-from search.analysis.html import format_text, html_report, write_analysis
+from search.analysis.figure import MODEBAR_PX, TITLE_PX, cost_figure, edf_figure, importance_figure
+from search.analysis.html import format_text, html_report, to_json, write_analysis
 from search.analysis.importance import MIN_IMPORTANCE_TRIALS
 from search.records.study_attrs import SAMPLERS as SAMPLERS_ATTR
 from search.records.trial import MEASURED, TRAINED, TrialWriter
@@ -48,9 +49,9 @@ def accuracy_by_ratio(params: dict) -> float:
 
 
 def known_study(n_trials: int = N_TRIALS, sampler: str = "random", accuracy=accuracy_by_act,
-                seed: int = 0) -> tuple[optuna.Study, SearchSpace]:
+                seed: int = 0, space_dict: dict = TINY_SPACE) -> tuple[optuna.Study, SearchSpace]:
     """A study a random search could have written: every attribute through TrialWriter, no training."""
-    space = SearchSpace.from_dict(TINY_SPACE)
+    space = SearchSpace.from_dict(space_dict)
     study = optuna.create_study(directions=DIRECTIONS, sampler=optuna.samplers.RandomSampler(seed=seed),
                                 study_name="known")
     study.set_user_attr(SAMPLERS_ATTR, [sampler])
@@ -67,7 +68,7 @@ def known_study(n_trials: int = N_TRIALS, sampler: str = "random", accuracy=accu
         writer.measurement(Measurement(latency, (0.99 * latency, 1.01 * latency), 7, True, 1e3 / latency,
                                        cost.flops / (latency / 1e3), protocol), BUDGET_MS)
         acc = accuracy(trial.params) + 0.01 * noise.random()
-        writer.epoch([acc])
+        writer.epoch([acc], [1.0 - acc])
         writer.proxy_result(acc, 2000, 10, 0)
         return acc, latency
 
@@ -252,3 +253,98 @@ def test_census_runs_through_the_cli_and_analyze_reads_it(tmp_path, capsys):
     assert main(["analyze", "--study", "nope", "--storage", storage]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and error.startswith("error: --study 'nope'") and "'census'" in error
+
+
+# --------------------------------------------------------------------------------------------- issue 24: what a
+# user reads in `analyze` is true
+
+
+def test_a_training_only_field_gets_no_latency_flops_or_cost_entries(quiet_optuna, tmp_path):
+    study, space = known_study(space_dict={**TINY_SPACE, "drop_path_rate": {"choices": [0.0, 0.1, 0.2]},
+                                           "layer_scale_init_value": {"choices": [0.0, 1e-6]}})
+    a = analyze(read_trials(study), space, "known", BUDGET_MS, samplers=["random"])
+    neutral = {"drop_path_rate", "layer_scale_init_value"}
+    data = json.loads((write_analysis(a, tmp_path / "a.json")).read_text())
+    for imp in data["importances"]:
+        assert (neutral <= set(imp["values"])) == (imp["target"] == "accuracy"), imp  # accuracy keeps them
+    assert not neutral & {g["param"] for g in data["costs"]} and {g["param"] for g in data["costs"]} >= {"norm", "act"}
+    assert any("drop_path_rate, layer_scale_init_value cannot change the deployed network" in n for n in data["notes"])
+    text = format_text(a).split("\n")
+    latency_at = next(i for i, line in enumerate(text) if line.startswith("  latency (n="))
+    cost_lines = text[latency_at:text.index("the paper's choices:")]
+    assert not any(p in line for line in cost_lines for p in neutral)
+    assert any("drop_path_rate" in line for line in text[:latency_at])  # accuracy importance
+    page = html_report(a)
+    assert "latency by drop_path_rate" not in page and "latency by norm" in page
+    bars = {t.xaxis: set(t.y) for t in importance_figure(a).data}  # x, x2, x3: accuracy, latency, FLOPS
+    assert neutral <= bars["x"] and not neutral & (bars["x2"] | bars["x3"])
+
+
+def test_the_latency_ratio_answer_is_the_adjusted_one_and_the_raw_one_is_labelled_confounded(known):
+    *_, a = known
+    answer = next(c for c in a.choices if c.key == "activation").answer
+    fit = next(c for c in a.choices if c.key == "activation").numbers["latency_ratio_gelu_over_relu_equal_flops"]
+    assert answer.startswith(f"latency GELU / ReLU {fit['value']:.2f}x [")  # the answer comes first
+    adjusted, raw = answer.index("at equal FLOPs and other choices"), answer.index("raw ratio")
+    assert adjusted < raw and "confounded by size and the other choices, not the cost of act" in answer[raw:]
+    study_line = next(line for line in format_text(a).split("\n") if "latency GELU / ReLU" in line)
+    assert study_line.strip().startswith("study: latency GELU / ReLU") and "confounded" in study_line
+    assert html.escape(answer) in html_report(a)
+
+
+def test_a_value_seen_in_fewer_than_3_trials_is_warned_on_its_bar(known):
+    study, space, records, _ = known
+    one_ln = next(r.number for r in records if r.params["norm"] == "ln")
+    records = [r if r.number == one_ln else replace(r, params={**r.params, "norm": "bn"}) for r in records]
+    a = analyze(records, space, "known", BUDGET_MS, samplers=["random"])
+    norm_lines = [line for line in format_text(a).split("\n") if line.startswith("    norm ")]
+    assert len(norm_lines) == 3 and all(line.endswith("⚠ rare: ln: 1 trial") for line in norm_lines)  # 3 targets
+    assert not any("⚠" in line for line in format_text(a).split("\n") if line.startswith("    act "))
+    fig = importance_figure(a)
+    for trace in fig.data:
+        marked = dict(zip(trace.y, trace.text, strict=True))
+        assert marked["norm"] == "⚠ ln: 1 trial" and marked["act"] == ""
+        assert dict(zip(trace.y, trace.customdata, strict=True))["norm"] == "⚠ rare: ln: 1 trial"  # on hover
+    assert any(w.startswith("norm: a value seen in fewer than 3 trials") for w in a.warnings)
+    assert json.loads(to_json(a))["importances"][0]["rare"] == {"norm": {"ln": 1}}
+
+
+def test_a_missing_scikit_learn_is_one_note(known, monkeypatch):
+    _, space, records, _ = known
+    def no_sklearn(**kwargs):  # what Optuna raises without scikit-learn
+        raise ImportError("Tried to import 'sklearn.ensemble' but failed. Please make sure that the package is "
+                          "installed correctly to use this feature. Actual error: No module named 'sklearn'.")
+
+    monkeypatch.setattr(optuna.importance, "FanovaImportanceEvaluator", no_sklearn)
+    a = analyze(records, space, "known", BUDGET_MS, samplers=["random"])
+    text = format_text(a)
+    assert text.count("scikit-learn") == 1 and "note: fANOVA needs scikit-learn: pip install -e '.[analysis]'" in text
+    assert html_report(a).count("scikit-learn") == 1
+    assert a.importance("latency", "ped-anova").values and not a.importance("latency", "fanova").values
+
+
+def test_no_title_sits_under_the_plotly_toolbar(known):
+    *_, a = known
+    figures = [importance_figure(a)] + [edf_figure(g) for g in a.edfs] + [cost_figure(g) for g in a.costs]
+    for fig in figures:
+        layout = fig.layout
+        subplot_titles = [t for t in layout.annotations if t.yref == "paper" and t.y == 1.0]
+        # subplot titles stand on the plot area's top edge, one line high; the figure's title below the toolbar
+        title_lines = int(bool(layout.title.text)) + int(bool(subplot_titles))
+        assert layout.margin.t >= MODEBAR_PX + TITLE_PX * title_lines, layout.title.text
+        if layout.title.text:
+            assert layout.title.yanchor == "top" and layout.title.pad.t >= MODEBAR_PX
+
+
+def test_a_study_ranked_by_held_out_loss_has_loss_importances(known, tmp_path):
+    _, space, records, _ = known
+    # the loss is set by norm alone (the top-1 by act): the accuracy importances must follow the loss
+    records = [replace(r, rank_by="loss", proxy_loss=1.0 + (0.5 if r.params["norm"] == "ln" else 0.0)
+                       + 0.01 * (r.number % 7)) for r in records]
+    a = analyze(records, space, "known", BUDGET_MS, samplers=["random"])
+    for evaluator in ("fanova", "ped-anova"):
+        assert a.importance("accuracy", evaluator).ranking[0] == "norm"
+    data = json.loads(write_analysis(a, tmp_path / "a.json").read_text())
+    assert data["accuracy_metric"] == "loss" and data["targets"]["accuracy"].startswith("held-out loss")
+    assert "accuracy (held-out loss) (n=60):" in format_text(a)
+    assert importance_figure(a).layout.annotations[0].text.startswith("accuracy (held-out loss)")

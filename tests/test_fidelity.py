@@ -67,7 +67,7 @@ def distinct_specs(count: int) -> list:
 
 
 def add_trained(study: optuna.Study, spec, acc: float, latency: float, named: str | None = None,
-                loss: float | None = None) -> None:
+                loss: float | None = None, train_loss: float | None = None) -> None:
     attrs = {Key.SPEC: dump_spec(spec), Key.PROXY_ACC: acc, Key.CURVE: [acc], Key.LATENCY: latency,
              Key.FEASIBLE: True, Key.SEED: 0,
              Key.ZERO_COST: {"synflow": 10 * latency, "naswot": 100 * acc, "snip": latency, "grad_norm": acc}}
@@ -75,6 +75,8 @@ def add_trained(study: optuna.Study, spec, acc: float, latency: float, named: st
         attrs[Key.NAMED] = named
     if loss is not None:
         attrs[Key.PROXY_LOSS] = loss
+    if train_loss is not None:
+        attrs[Key.TRAIN_LOSS] = train_loss
     study.add_trial(optuna.trial.create_trial(values=[acc, latency], user_attrs=attrs))
 
 
@@ -218,7 +220,8 @@ def test_the_held_out_loss_is_correlated_with_the_longer_training_beside_the_top
     specs = distinct_specs(6)
     for i, spec in enumerate(specs):  # top-1 and latency alike for all: only the loss can rank them
         long = fake_top1(spec, epochs=2, seed=1)  # what the fake's longer run will answer
-        add_trained(study, spec, 0.5, 1.0 + i, loss=round(2.0 - sign * long, 4))
+        # the held-out loss ranks them as the long run does (sign 1) or inversely; TSE-E always as it does
+        add_trained(study, spec, 0.5, 1.0 + i, loss=round(2.0 - sign * long, 4), train_loss=round(3.0 - long, 4))
     monkeypatch.setattr(fidelity_run, "train_proxy", fake_training([]))
     report = fidelity_run.fidelity(study, sample=6, budget_multiplier=2)
     # lower loss first: a loss that falls as the longer run's top-1 rises ranks them exactly (1), and inversely (-1)
@@ -230,6 +233,9 @@ def test_the_held_out_loss_is_correlated_with_the_longer_training_beside_the_top
                         "--budget-multiplier", "2")
     assert result.returncode == 0 and "0 trainings to run" in result.stderr
     assert f"Spearman, short held-out loss (lower first) vs 2-epoch top-1: {sign:.2f}" in result.stdout
+    assert report.train_loss_spearman.value == pytest.approx(1.0) and report.train_loss_spearman.n == 6
+    assert report.to_dict()["tse_e_spearman"]["value"] == pytest.approx(1.0)
+    assert "Spearman, short training loss over the last epoch (TSE-E, lower first) vs 2-epoch top-1: 1.00" in result.stdout
 
 
 def test_a_study_with_losses_on_some_trials_says_so(tmp_path, monkeypatch):
@@ -247,6 +253,7 @@ def test_without_stored_losses_no_loss_correlation_is_claimed(tmp_path, monkeypa
     monkeypatch.setattr(fidelity_run, "train_proxy", fake_training([]))
     report = fidelity_run.fidelity(study, sample=4, budget_multiplier=2)
     assert report.loss_spearman is None and report.to_dict()["held_out_loss_spearman"] is None
+    assert report.train_loss_spearman is None and report.to_dict()["tse_e_spearman"] is None
 
 
 def test_search_confirmations_are_reused_as_the_short_rerun(tmp_path, monkeypatch):

@@ -28,7 +28,7 @@ def test_the_summary_names_the_front_the_named_configs_and_the_best_spec():
     assert "\nPareto front" in lines[2] and "\nnamed configs in this study:" in lines
     assert lines[-1] == "\nnote: a note"
     assert closing_line(records, study.study_name, 10.0, "b.yaml").startswith(
-        "\nbest feasible: trial #0, top-1 0.800 [")
+        "\nbest feasible: trial #0 (the best, no other within the noise), top-1 0.800 [")
     assert closing_line(records, study.study_name, 10.0, "b.yaml").endswith("(python cli.py build --spec b.yaml)")
 
 
@@ -48,7 +48,8 @@ def test_quiet_progress_has_no_lines():
     loud = SearchProgress(3, "10ms", quiet=False)
     assert loud.start_lines(SearchOutcome(study)) == [f"study {study.study_name!r}: 3 trials, budget 10 ms, "
                                                       "resuming with 1 finished"]
-    assert loud.trial_line(study, study.trials[0]).startswith("[1/3] #0: top-1 0.800, latency 4.00 ms | best 0.8 @ 4.0 ms")
+    assert loud.trial_line(study, study.trials[0]).startswith(
+        "[1/3] #0: top-1 0.800, latency 4.00 ms | best top-1 0.800 @ 4.0 ms")
 
 
 def test_a_trial_before_the_start_lines_gets_its_line():

@@ -8,6 +8,8 @@
   sampled) (`edf`);
 - latency and achieved FLOPS per value or bin of each parameter: medians with distribution-free 95% intervals,
   over every candidate whose latency was measured (trained, over budget, pruned, scored or a census) (`costs`);
+  a parameter that cannot change the deployed network (drop path, layer scale) has no latency, FLOPS or cost
+  entries: any difference there is confounding;
 - the FasterNet paper's choices answered from the study, each with numbers and 95% intervals, or "not enough
   trials": the best partial ratio at the study's budget, ReLU against GELU, BN against LN, stage 3's depth
   share (`choices`);
@@ -18,16 +20,24 @@ No plotting and no printing here: `search.analysis.html` draws and writes it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import optuna
 
 from search.analysis.choices import Choice, paper_choices
 from search.analysis.costs import CostGroup, cost_groups
-from search.analysis.data import TARGETS, measured_population, study_space, trained_population
+from search.analysis.data import (
+    ACCURACY_METRICS,
+    TARGETS,
+    accuracy_metric,
+    deploy_neutral,
+    measured_population,
+    study_space,
+    trained_population,
+)
 from search.analysis.edf import MIN_CURVE, STABLE_EDF, EdfGroup, edf_groups
-from search.analysis.importance import Importance, importances
+from search.analysis.importance import RARE_VALUE, Importance, importances, missing_packages
 from search.records import study_attrs
 from search.records.trial import TrialRecord, read_trials
 from search.space import SearchSpace
@@ -50,13 +60,29 @@ class Analysis:
     choices: list[Choice]
     warnings: list[str]
     notes: list[str]
+    accuracy_metric: str = "top1"  # what the accuracy importances are computed on: a key of ACCURACY_METRICS
+    deploy_neutral: list[str] = field(default_factory=list)  # free parameters with no cost entries
+
+    @property
+    def targets(self) -> dict[str, str]:
+        """TARGETS, the accuracy target described by the score this study ranks on."""
+        described = dict(TARGETS)
+        if self.accuracy_metric == "loss":
+            described["accuracy"] = ("held-out loss (cross-entropy, the seed mean where confirmed) of the feasible "
+                                     "trained trials")
+        return described
+
+    def params_for(self, target: str) -> list[str]:
+        """The free parameters `target` has entries for (a cost target: none that cannot change the network)."""
+        return [p for p in self.params if target == "accuracy" or p not in self.deploy_neutral]
 
     def importance(self, target: str, evaluator: str) -> Importance:
         return next(i for i in self.importances if i.target == target and i.evaluator == evaluator)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["targets"] = dict(TARGETS)
+        data["targets"] = self.targets
+        data["accuracy_metric_label"] = ACCURACY_METRICS[self.accuracy_metric]
         return data
 
 
@@ -101,14 +127,25 @@ def analyze(records: Sequence[TrialRecord], space: SearchSpace, study_name: str 
     named_out = len(trained) - len(sampled)
     if named_out:
         notes.append(f"{named_out} named config(s) left out of the EDFs: enqueued, not sampled")
+    neutral = deploy_neutral(frees)
+    if neutral:
+        notes.append(f"{', '.join(neutral)} cannot change the deployed network (training only, or folded into a "
+                     "convolution at inference): no latency, FLOPS or cost entries for "
+                     f"{'them' if len(neutral) > 1 else 'it'}, whose differences there could only be confounding")
     result = []
     for target in TARGETS:
         result += importances(records, space, target, seed=seed)
+    notes += [f"{missing} (its importances are left out)" for missing in missing_packages(result)]
+    rare = sorted({p for i in result if i.values for p in i.rare})
+    if rare:
+        warns.append(f"{', '.join(rare)}: a value seen in fewer than {RARE_VALUE} trials (marked on its bars): "
+                     "its importance may rest on those few trials")
     return Analysis(study=study_name, budget_ms=budget_ms, samplers=samplers, counts=counts,
                     params=[f.param for f in frees], n_trained=len(trained), n_edf=len(sampled),
                     n_measured=len(measured), n_predicted=predicted, importances=result, edfs=edf_groups(sampled, space),
                     costs=cost_groups(measured, space),
-                    choices=paper_choices(trained, measured, front, space, budget_ms), warnings=warns, notes=notes)
+                    choices=paper_choices(trained, measured, front, space, budget_ms), warnings=warns, notes=notes,
+                    accuracy_metric=accuracy_metric(trained), deploy_neutral=neutral)
 
 
 def analyze_study(study: optuna.Study, seed: int = 0) -> Analysis:

@@ -126,8 +126,9 @@ def activation_choice(trained: Sequence[TrialRecord], measured: Sequence[TrialRe
 
 def _latency_ratio(measured: Sequence[TrialRecord], space: SearchSpace, param: str, base: str, other: str,
                    label: str, numbers: dict[str, Any]) -> str | None:
-    """Latency of `other` over `base` for `param`: raw (geometric means) and at equal FLOPs; the numbers go
-    into `numbers` under latency_ratio_OTHER_over_BASE[_equal_flops]. None: fewer than MIN_GROUP of either."""
+    """Latency of `other` over `base` for `param`: at equal FLOPs (the answer), then raw (geometric means,
+    labelled confounded); the numbers go into `numbers` under latency_ratio_OTHER_over_BASE[_equal_flops].
+    None: fewer than MIN_GROUP of either."""
     lat = {v: [r.latency_ms for r in measured if r.params.get(param) == v] for v in (base, other)}
     if min(len(v) for v in lat.values()) < MIN_GROUP:
         return None
@@ -137,8 +138,10 @@ def _latency_ratio(measured: Sequence[TrialRecord], space: SearchSpace, param: s
                     f"n_{base}": len(lat[base]), f"n_{other}": len(lat[other])}
     adjusted = equal_flops_ratio(measured, space, param, base, other)
     numbers[f"{key}_equal_flops"] = adjusted
-    return (f"latency {label} {ratio[0]:.2f}x [{ratio[1]:.2f}, {ratio[2]:.2f}] (geometric means, "
-            f"n={len(lat[other])} vs {len(lat[base])}), {_equal_flops_text(adjusted, label)}")
+    # The answer is the ratio at equal FLOPs: the raw one also compares sizes and other choices.
+    return (f"{_equal_flops_text(adjusted, label)}; raw ratio {ratio[0]:.2f}x [{ratio[1]:.2f}, {ratio[2]:.2f}] "
+            f"(geometric means, n={len(lat[other])} vs {len(lat[base])}: confounded by size and the other "
+            f"choices, not the cost of {param})")
 
 
 def norm_choice(trained: Sequence[TrialRecord], measured: Sequence[TrialRecord], space: SearchSpace) -> Choice:
@@ -192,9 +195,9 @@ def equal_flops_ratio(measured: Sequence[TrialRecord], space: SearchSpace, param
 
 def _equal_flops_text(fit: dict[str, Any] | None, label: str) -> str:
     if fit is None:
-        return f"at equal FLOPs: {NOT_ENOUGH} for the fit"
-    return (f"at equal FLOPs and other choices {label} {fit['value']:.2f}x [{fit['low']:.2f}, {fit['high']:.2f}] "
-            f"(log-linear fit, n={fit['n']})")
+        return f"latency {label} at equal FLOPs: {NOT_ENOUGH} for the fit"
+    return (f"latency {label} {fit['value']:.2f}x [{fit['low']:.2f}, {fit['high']:.2f}] at equal FLOPs and other "
+            f"choices (log-linear fit, n={fit['n']})")
 
 
 def stage3_choice(trained: Sequence[TrialRecord], front: Sequence[TrialRecord]) -> Choice:

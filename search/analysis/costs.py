@@ -1,5 +1,6 @@
 """What each value costs on the device: median latency, achieved FLOPS and FLOPs per value or bin of each
-free parameter, with distribution-free 95% intervals, over every candidate with a latency."""
+free parameter that can change the deployed network, with distribution-free 95% intervals, over every
+candidate with a latency."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fasternet_space.stats import median_interval
-from search.analysis.data import flops_per_s, level_records, levels
+from search.analysis.data import flops_per_s, level_records, levels, target_frees
 from search.records.trial import TrialRecord
 from search.space import SearchSpace
 
@@ -43,9 +44,10 @@ class CostGroup:
 
 
 def cost_groups(measured: Sequence[TrialRecord], space: SearchSpace) -> list[CostGroup]:
-    """Per free parameter, a row of medians for each of its levels that has candidates in `measured`."""
+    """Per free parameter that can change the deployed network, a row of medians for each of its levels that
+    has candidates in `measured`."""
     groups = []
-    for free in space.free_params:
+    for free in target_frees(space.free_params, "latency"):
         rows = []
         for level in levels(free):
             chosen = level_records(measured, free.param, level)

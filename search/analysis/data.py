@@ -15,7 +15,7 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from fasternet_space.space import Free, same_number
-from fasternet_space.spec import SpecError
+from fasternet_space.spec import FOLDED_FIELDS, TRAINING_ONLY_FIELDS, SpecError
 from search.errors import SearchError
 from search.records import study_attrs
 from search.records.trial import TRAINED, TrialRecord
@@ -31,6 +31,12 @@ TARGETS = {
     "latency": "log latency of every measured candidate (costs multiply)",
     "flops_per_s": "-log achieved FLOPS of every measured candidate",
 }
+COST_TARGETS = ("latency", "flops_per_s")
+# How "accuracy" is scored, by the score a study ranks on (TrialRecord.rank_by; older studies: top1).
+ACCURACY_METRICS = {"top1": "proxy error (1 - top-1)", "loss": "held-out loss"}
+# Fields that cannot change the deployed network (training only, or folded into a convolution at inference):
+# any latency or FLOPS difference between their values is confounding, so they get no cost entries.
+DEPLOY_NEUTRAL_FIELDS = TRAINING_ONLY_FIELDS + FOLDED_FIELDS
 
 
 # --------------------------------------------------------------------------------------------- the space
@@ -69,6 +75,22 @@ def _free_of(name: str, d: BaseDistribution) -> Free:
 # --------------------------------------------------------------------------------------------- populations
 
 
+def field_of(param: str) -> str:
+    """The spec field a free parameter sets: 'depths[2]' -> 'depths'."""
+    return param.split("[", 1)[0]
+
+
+def deploy_neutral(frees: Sequence[Free]) -> list[str]:
+    """The free parameters that cannot change the deployed network (see DEPLOY_NEUTRAL_FIELDS)."""
+    return [f.param for f in frees if field_of(f.param) in DEPLOY_NEUTRAL_FIELDS]
+
+
+def target_frees(frees: Sequence[Free], target: str) -> list[Free]:
+    """The free parameters a target (a key of TARGETS) has entries for: a cost target, none of deploy_neutral."""
+    neutral = set(deploy_neutral(frees)) if target in COST_TARGETS else set()
+    return [f for f in frees if f.param not in neutral]
+
+
 def has_every_param(record: TrialRecord, frees: Sequence[Free]) -> bool:
     return all(f.param in record.params for f in frees)
 
@@ -104,9 +126,22 @@ def _log(value: float | None) -> float | None:
     return math.log(value) if value is not None and value > 0 else None
 
 
+def accuracy_metric(records: Sequence[TrialRecord]) -> str:
+    """The key of ACCURACY_METRICS the "accuracy" target is scored by: held-out loss where every trial ranks on it."""
+    return "loss" if records and all(r.rank_by == "loss" for r in records) else "top1"
+
+
+def accuracy_value(record: TrialRecord) -> float | None:
+    """What "accuracy" is for one trial (lower is better): its held-out loss where it ranks on the loss, else its
+    proxy error."""
+    if record.rank_by == "loss":
+        return record.loss
+    return None if record.accuracy is None else 1.0 - record.accuracy
+
+
 # Per key of TARGETS: the value of a trial (None: it has none).
 TARGET_VALUES: dict[str, Callable[[TrialRecord], float | None]] = {
-    "accuracy": lambda r: None if r.accuracy is None else 1.0 - r.accuracy,
+    "accuracy": accuracy_value,
     "latency": lambda r: _log(r.latency_ms),
     "flops_per_s": lambda r: None if _log(flops_per_s(r)) is None else -_log(flops_per_s(r)),
 }

@@ -10,37 +10,71 @@ from search.analysis.analysis import Analysis
 from search.analysis.costs import CostGroup
 from search.analysis.data import TARGETS
 from search.analysis.edf import EdfGroup
+from search.analysis.importance import RARE_VALUE, rare_text
 
 EVALUATORS = {"fanova": ("fANOVA", "#1f77b4"), "ped-anova": ("PED-ANOVA", "#ff7f0e")}
 TARGET_TITLES = {"accuracy": "accuracy (proxy error)", "latency": "latency", "flops_per_s": "achieved FLOPS"}
+# Plotly's toolbar (modebar) sits in the top right corner of each figure, about this tall: titles go below it.
+MODEBAR_PX = 32
+TITLE_PX = 22  # one line of title (or of subplot titles) at FONT's size and above
+LONG_BAR = 0.6  # an importance bar this long carries its warning inside (outside, it would cross the next panel)
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f",
            "#bcbd22"]
 FONT = dict(family="Helvetica, Arial, sans-serif", size=12)
 
 
+def target_title(analysis: Analysis, target: str) -> str:
+    """A target's name as the report shows it: accuracy by the score its study ranks on."""
+    if target == "accuracy" and analysis.accuracy_metric == "loss":
+        return "accuracy (held-out loss)"
+    return TARGET_TITLES[target]
+
+
+def rare_mark(rare: dict[str, int] | None) -> str:
+    """What a bar says of its parameter's rare values: '⚠ ln: 1 trial', or '⚠ 3 values in < 3 trials'."""
+    if not rare:
+        return ""
+    if len(rare) == 1:
+        return f"⚠ {rare_text(rare)}"
+    return f"⚠ {len(rare)} values in < {RARE_VALUE} trials"
+
+
+def top_margin(lines: int) -> int:
+    """A top margin that holds `lines` lines of titles below the toolbar."""
+    return MODEBAR_PX + TITLE_PX * lines
+
+
 def importance_figure(analysis: Analysis) -> go.Figure:
-    """One panel per target: each free parameter's importance by fANOVA and by PED-ANOVA. A census (no
-    trained trial) has no accuracy panel."""
+    """One panel per target: each free parameter's importance by fANOVA and by PED-ANOVA (a value seen in
+    fewer than RARE_VALUE trials written on its parameter's bars). A census (no trained trial) has no accuracy
+    panel; a cost panel has no parameter that cannot change the deployed network."""
     targets = [t for t in TARGETS if t != "accuracy" or analysis.n_trained]
     titles = []
     for target in targets:
         n = max(analysis.importance(target, e).n_trials for e in EVALUATORS)
-        titles.append(f"{TARGET_TITLES[target]} (n={n})")
+        titles.append(f"{target_title(analysis, target)} (n={n})")
     fig = make_subplots(rows=1, cols=len(targets), subplot_titles=titles, horizontal_spacing=0.1)
     shown = set()
     for col, target in enumerate(targets, start=1):
         reference = analysis.importance(target, "fanova").values or analysis.importance(target, "ped-anova").values
-        order = sorted(analysis.params, key=lambda p: reference.get(p, 0.0))  # the most important on top
+        # the most important on top
+        order = sorted(analysis.params_for(target), key=lambda p: reference.get(p, 0.0))
         empty = []
         for evaluator, (label, color) in EVALUATORS.items():
             imp = analysis.importance(target, evaluator)
             if not imp.values:
                 empty.append(f"{label}: {imp.note}")
                 continue
+            values = [imp.values.get(p, 0.0) for p in order]
             fig.add_trace(go.Bar(
-                y=order, x=[imp.values.get(p, 0.0) for p in order], orientation="h", name=label, marker_color=color,
+                y=order, x=values, orientation="h", name=label, marker_color=color,
                 legendgroup=evaluator, showlegend=evaluator not in shown,
-                hovertemplate=f"{label}: %{{y}} %{{x:.3f}} (n={imp.n_trials})<extra></extra>"), row=1, col=col)
+                text=[rare_mark(imp.rare.get(p)) for p in order], textfont=dict(size=10, color="#b35900"),
+                insidetextfont=dict(size=10, color="white"), cliponaxis=False,
+                textposition=["inside" if v > LONG_BAR else "outside" for v in values],
+                customdata=[f"⚠ rare: {rare_text(imp.rare[p])}" if p in imp.rare else "" for p in order],
+                hovertemplate=f"{label}: %{{y}} %{{x:.3f}} (n={imp.n_trials}) %{{customdata}}<extra></extra>"),
+                row=1, col=col)
             shown.add(evaluator)
         if len(empty) == len(EVALUATORS):
             domain = fig.layout[f"xaxis{col if col > 1 else ''}"].domain
@@ -51,8 +85,10 @@ def importance_figure(analysis: Analysis) -> go.Figure:
             continue
         fig.update_xaxes(title_text="importance (sums to 1)", range=[0, 1], row=1, col=col)
     fig.update_layout(barmode="group", height=120 + 34 * max(len(analysis.params), 3), font=FONT,
-                      margin=dict(l=10, r=10, t=60, b=40), legend=dict(orientation="h", y=-0.25),
-                      title=dict(text="parameter importances (Optuna evaluators)", x=0.01))
+                      margin=dict(l=10, r=10, t=top_margin(2), b=40), legend=dict(orientation="h", y=-0.25),
+                      uniformtext=dict(minsize=10, mode="show"),  # a warning inside a bar stays readable
+                      title=dict(text="parameter importances (Optuna evaluators)", x=0.01, y=1, yanchor="top",
+                                 pad=dict(t=MODEBAR_PX)))
     return fig
 
 
@@ -71,8 +107,9 @@ def edf_figure(group: EdfGroup) -> go.Figure:
     if not group.curves:
         fig.add_annotation(text="no trained trials", x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
                            font=dict(color="#777"))
-    fig.update_layout(title=dict(text=f"EDF of proxy error by {group.param}", x=0.01), font=FONT, height=340,
-                      margin=dict(l=10, r=10, t=40, b=40),
+    fig.update_layout(title=dict(text=f"EDF of proxy error by {group.param}", x=0.01, y=1, yanchor="top",
+                                 pad=dict(t=MODEBAR_PX)), font=FONT, height=340 + MODEBAR_PX,
+                      margin=dict(l=10, r=10, t=top_margin(1), b=40),
                       legend=dict(title=dict(text=f"{group.param}  n | min | mean error %"), x=0.99, xanchor="right",
                                   y=0.02, yanchor="bottom", bgcolor="rgba(255,255,255,0.75)"),
                       xaxis=dict(title="proxy error (%)"), yaxis=dict(title="cumulative share", range=[0, 1.02]))
@@ -101,5 +138,5 @@ def cost_figure(group: CostGroup) -> go.Figure:
         # many values in a narrow panel: small upright labels (plotly would turn them and overlap the n=)
         fig.update_xaxes(type="category", tickangle=0, tickfont=dict(size=9 if len(rows) > 6 else 12),
                          row=1, col=col)
-    fig.update_layout(font=FONT, height=330, margin=dict(l=10, r=10, t=40, b=40))
+    fig.update_layout(font=FONT, height=330 + MODEBAR_PX, margin=dict(l=10, r=10, t=top_margin(1), b=40))
     return fig

@@ -10,8 +10,8 @@ from pathlib import Path
 import plotly.graph_objects as go
 
 from search.analysis.analysis import Analysis
-from search.analysis.data import TARGETS
-from search.analysis.figure import TARGET_TITLES, cost_figure, edf_figure, importance_figure
+from search.analysis.figure import cost_figure, edf_figure, importance_figure, target_title
+from search.analysis.importance import MISSING, rare_text
 from search.errors import SearchError
 
 FORMATS = (".html", ".json")
@@ -65,7 +65,7 @@ def html_report(analysis: Analysis) -> str:
         parts.append(f"<tr><td>{e(c.question)}</td><td>{e(c.paper)}</td><td>{answer}</td></tr>")
     parts.append("</table>")
     parts.append("<h2>What matters: parameter importances</h2><p>"
-                 + "; ".join(f"{e(TARGET_TITLES[t])}: {e(d)}" for t, d in TARGETS.items())
+                 + "; ".join(f"{e(target_title(a, t))}: {e(d)}" for t, d in a.targets.items())
                  + ". Evaluated by Optuna's fANOVA and PED-ANOVA over the space's free parameters.</p>")
     parts.append(_plot(importance_figure(a), first=True))
     parts.append(f"<h2>EDFs of proxy error ({a.n_edf} sampled trained trials)</h2><p>pycls style: for each value "
@@ -99,18 +99,23 @@ def format_text(analysis: Analysis) -> str:
     lines = [f"study {a.study!r}: {_counts_line(a)}"]
     lines += [f"warning: {w}" for w in a.warnings] + [f"note: {n}" for n in a.notes]
     lines.append("\nimportances (fANOVA / PED-ANOVA, sum to 1):")
-    for target in TARGETS:
+    for target in a.targets:
         fanova, ped = a.importance(target, "fanova"), a.importance(target, "ped-anova")
+        title = target_title(a, target)
         if not fanova.values and not ped.values:
-            lines.append(f"  {TARGET_TITLES[target]}: {fanova.note}")
+            lines.append(f"  {title}: {fanova.note}")
             continue
-        lines.append(f"  {TARGET_TITLES[target]} (n={fanova.n_trials}):")
+        lines.append(f"  {title} (n={fanova.n_trials}):")
         order = fanova.ranking or ped.ranking
+        rare = fanova.rare or ped.rare
         for p in order:
             f = f"{fanova.values[p]:.3f}" if p in fanova.values else "n/a"
             q = f"{ped.values[p]:.3f}" if p in ped.values else "n/a"
-            lines.append(f"    {p:<16} {f} / {q}")
-        lines += [f"    ({imp.note})" for imp in (fanova, ped) if imp.note and not imp.values]
+            warn = f"  ⚠ rare: {rare_text(rare[p])}" if p in rare else ""
+            lines.append(f"    {p:<16} {f} / {q}{warn}")
+        # a missing package is one note above, not one line per target
+        lines += [f"    ({imp.note})" for imp in (fanova, ped)
+                  if imp.note and not imp.values and not imp.note.startswith(MISSING)]
     lines.append("\nthe paper's choices:")
     for c in a.choices:
         lines.append(f"  {c.question}\n    paper: {c.paper}\n    study: {c.answer}")

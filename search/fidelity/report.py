@@ -57,6 +57,7 @@ class Pair:
     zero_cost: dict[str, float] | None = None  # the trial's zero-cost scores, untrained (where the search stored them)
     long_seeds_top1: tuple[float | None, ...] = ()  # per long seed, in the plan's order (None: diverged)
     short_loss: float | None = None  # the study's proxy's held-out cross-entropy (None: not stored)
+    short_train_loss: float | None = None  # TSE-E: its training loss over the last epoch (None: not stored)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class FidelityReport:
     long_seeds: tuple[int, ...] = ()  # the longer run's seeds
     long_seed_spearman: Correlation | None = None  # the longer run's first two seeds against each other
     loss_spearman: Correlation | None = None  # the short proxy's held-out loss (lower first) vs long top-1
+    train_loss_spearman: Correlation | None = None  # TSE-E, its last epoch's training loss (lower first) vs long
 
     @property
     def long_epochs(self) -> int:
@@ -104,6 +106,7 @@ class FidelityReport:
                 "seed_spearman": asdict(self.seed_spearman),
                 "long_seed_spearman": asdict(self.long_seed_spearman) if self.long_seed_spearman else None,
                 "held_out_loss_spearman": asdict(self.loss_spearman) if self.loss_spearman else None,
+                "tse_e_spearman": asdict(self.train_loss_spearman) if self.train_loss_spearman else None,
                 "zero_cost_spearman": {name: asdict(c) for name, c in self.zero_cost.items()},
                 "trained": self.trained, "reused": self.reused,
                 "notes": list(self.notes), "pairs": [asdict(p) for p in self.pairs]}
@@ -123,7 +126,7 @@ def report(plan: Plan, stored: dict[tuple[int, int, int], Any], trained: dict[in
         long_top1=_mean(long_runs[r.number]),
         rerun_top1=finite_number(stored.get((1, r.number, plan.seed))), trained_now=trained.get(r.number, 0),
         zero_cost=r.zero_cost, long_seeds_top1=long_runs[r.number] if plan.long_seeds else (),
-        short_loss=r.proxy_loss,
+        short_loss=r.proxy_loss, short_train_loss=r.train_loss,
     ) for r, why in plan.sample)
     long = [p for p in pairs if p.long_top1 is not None]
     rerun = [p for p in pairs if p.rerun_top1 is not None]
@@ -137,12 +140,8 @@ def report(plan: Plan, stored: dict[tuple[int, int, int], Any], trained: dict[in
                                    "value" for name, c in correlations.items() if c.value is None]
     spearman_, kendall, seed_spearman = correlations.values()
     zero_cost_correlations = _zero_cost_correlations(long, plan)
-    with_loss = [p for p in long if p.short_loss is not None]
-    loss_spearman = Correlation.of(spearman, [-p.short_loss for p in with_loss], [p.long_top1 for p in with_loss],
-                                   plan.seed, plan.resamples) if with_loss else None
-    if with_loss and len(with_loss) < len(long):
-        notes.append(f"the held-out loss is stored for {len(with_loss)} of the {len(long)} pairs (trials trained "
-                     "before the search stored it have none): its Spearman covers those alone")
+    loss_spearman, train_loss_spearman = (_loss_correlation(long, plan, name, notes) for name in (
+        "short_loss", "short_train_loss"))
     long_seed_spearman = None
     if plan.long_seeds:
         both = [p.long_seeds_top1[:2] for p in pairs if None not in p.long_seeds_top1[:2]]
@@ -153,7 +152,23 @@ def report(plan: Plan, stored: dict[tuple[int, int, int], Any], trained: dict[in
         requested=plan.requested, pairs=pairs, spearman=spearman_, kendall=kendall, seed_spearman=seed_spearman,
         trained=sum(trained.values()), reused=(len(plan.reference_seeds) + 1) * len(pairs) - sum(trained.values()),
         resamples=plan.resamples, notes=tuple(notes), zero_cost=zero_cost_correlations, long_seeds=plan.long_seeds,
-        long_seed_spearman=long_seed_spearman, loss_spearman=loss_spearman)
+        long_seed_spearman=long_seed_spearman, loss_spearman=loss_spearman, train_loss_spearman=train_loss_spearman)
+
+
+LOSS_NAMES = {"short_loss": "held-out loss", "short_train_loss": "training loss over the last epoch (TSE-E)"}
+
+
+def _loss_correlation(pairs: Sequence[Pair], plan: Plan, field_name: str, notes: list[str]) -> Correlation | None:
+    """Spearman of a loss of the short training (lower first) against the longer training's top-1, over the
+    pairs whose trials stored it (a note where some did not)."""
+    present = [p for p in pairs if getattr(p, field_name) is not None]
+    if present and len(present) < len(pairs):
+        notes.append(f"the {LOSS_NAMES[field_name]} is stored for {len(present)} of the {len(pairs)} pairs (trials "
+                     "trained before the search stored it have none): its Spearman covers those alone")
+    if not present:
+        return None
+    return Correlation.of(spearman, [-getattr(p, field_name) for p in present], [p.long_top1 for p in present],
+                          plan.seed, plan.resamples)
 
 
 def _zero_cost_correlations(pairs: Sequence[Pair], plan: Plan) -> dict[str, Correlation]:
@@ -231,6 +246,10 @@ def format_text(report: FidelityReport) -> str:
         c = report.loss_spearman
         lines.append(f"Spearman, short held-out loss (lower first) vs {long}-epoch top-1: {interval_text(c)}  "
                      f"(n={c.n}; the same trainings scored by cross-entropy)")
+    if report.train_loss_spearman is not None:
+        c = report.train_loss_spearman
+        lines.append(f"Spearman, short training loss over the last epoch (TSE-E, lower first) vs {long}-epoch top-1: "
+                     f"{interval_text(c)}  (n={c.n}; free, collected while training)")
     for name, c in report.zero_cost.items():
         lines.append(f"Spearman, zero-cost {name} (untrained) vs {long} epochs: {interval_text(c)}  (n={c.n})")
     lines.append(f"95% intervals: percentile bootstrap over the pairs, {report.resamples} resamples; trained "

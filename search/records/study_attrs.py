@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -19,6 +20,10 @@ BUDGET_MS = "budget_ms"  # a budget in reference units (1.2xT0) in ms: the ratio
 CONFIRM_PREFIX = "confirm:"
 FIDELITY_PREFIX = "fidelity"  # fidelity:MULTIPLIER:TRIAL:SEED -> top-1, or "diverged: ..."
 CALIBRATION_PREFIX = "calibration:"  # calibration:REFERENCE:CHANNELSxSIZE -> the reference's Calibration
+RANK_BY = "rank_by"  # what ranks trained candidates: "loss" or "top1" (absent: a study made before, by top-1)
+PICK = "pick"  # the rule that picks best.yaml among the candidates tied with the best (the last one asked for)
+RANK_SCORES = ("loss", "top1")
+PICK_RULES = ("fastest", "best-score", "most-flops")
 
 
 def write_new(study: optuna.Study, setting: dict[str, Any], proxy_setup: dict[str, Any], sampler: str) -> None:
@@ -93,20 +98,59 @@ def calibrations(study: optuna.Study) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in study.user_attrs.items() if k.startswith(CALIBRATION_PREFIX) and isinstance(v, dict)}
 
 
-def store_confirmation(study: optuna.Study, number: int, seed: int, accuracy: float) -> None:
-    """Stores the top-1 of trial `number` retrained with `seed`."""
-    study.set_user_attr(f"{CONFIRM_PREFIX}{number}:{seed}", accuracy)
+def rank_by(study: optuna.Study) -> str:
+    """What ranks the study's trained candidates: "loss", or "top1" for studies made before it was stored."""
+    value = study.user_attrs.get(RANK_BY)
+    return value if value in RANK_SCORES else "top1"
 
 
-def confirmations(study: optuna.Study) -> dict[int, dict[int, float]]:
-    """trial number -> {seed: top-1} of every stored confirmation."""
-    found: dict[int, dict[int, float]] = {}
+def store_rank_by(study: optuna.Study, value: str) -> None:
+    study.set_user_attr(RANK_BY, value)
+
+
+def pick(study: optuna.Study) -> str | None:
+    """The pick rule the study's last search asked for (None: never stored)."""
+    value = study.user_attrs.get(PICK)
+    return value if value in PICK_RULES else None
+
+
+def store_pick(study: optuna.Study, value: str) -> None:
+    study.set_user_attr(PICK, value)
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    """One training's held-out scores (older confirmations stored top-1 alone)."""
+
+    top1: float
+    loss: float | None = None  # mean cross-entropy, nats per image
+    loss_sd: float | None = None  # per-image standard deviation of that cross-entropy
+
+
+def store_confirmation(study: optuna.Study, number: int, seed: int, result: SeedResult) -> None:
+    """Stores the held-out scores of trial `number` retrained with `seed`."""
+    value = {"top1": result.top1, "loss": result.loss, "loss_sd": result.loss_sd}
+    study.set_user_attr(f"{CONFIRM_PREFIX}{number}:{seed}", value)
+
+
+def confirmations(study: optuna.Study) -> dict[int, dict[int, SeedResult]]:
+    """trial number -> {seed: scores} of every stored confirmation (a bare number: an older top-1)."""
+    found: dict[int, dict[int, SeedResult]] = {}
     for key, value in study.user_attrs.items():
-        if key.startswith(CONFIRM_PREFIX) and finite_number(value) is not None:
+        result = _seed_result(value) if key.startswith(CONFIRM_PREFIX) else None
+        if result is not None:
             number, _, seed = key.removeprefix(CONFIRM_PREFIX).partition(":")
             if number.isdigit() and seed.lstrip("-").isdigit():
-                found.setdefault(int(number), {})[int(seed)] = float(value)
+                found.setdefault(int(number), {})[int(seed)] = result
     return found
+
+
+def _seed_result(value: Any) -> SeedResult | None:
+    if finite_number(value) is not None:
+        return SeedResult(float(value))
+    if isinstance(value, dict) and finite_number(value.get("top1")) is not None:
+        return SeedResult(float(value["top1"]), finite_number(value.get("loss")), finite_number(value.get("loss_sd")))
+    return None
 
 
 def fidelity_key(multiplier: int, number: int, seed: int) -> str:

@@ -7,6 +7,7 @@ added here, in one place: a `Key`, a field of the record, and the writer method 
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -18,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from fasternet_space import ArchSpec, CostReport, dump_spec, named_label
 from fasternet_space.measure import Measurement
 from fasternet_space.spec import SpecError
-from fasternet_space.stats import seed_interval, wilson_interval
+from fasternet_space.stats import loss_seed_interval, seed_interval, wilson_interval
 from search.records import study_attrs
 from search.records.values import finite_number
 
@@ -42,6 +43,10 @@ class Key:
     PROXY_ACC = "proxy_acc"  # held-out top-1 after the last epoch (a fraction)
     CURVE = "proxy_curve"  # held-out top-1 after each epoch
     PROXY_LOSS = "proxy_loss"  # held-out cross-entropy after the last epoch (nats per image)
+    LOSS_SD = "proxy_loss_sd"  # the per-image standard deviation of that cross-entropy (its noise: sd / sqrt(n))
+    LOSS_CURVE = "proxy_loss_curve"  # held-out cross-entropy after each epoch
+    TRAIN_LOSS = "proxy_train_loss"  # TSE-E: the training loss averaged over the last epoch's steps
+    REPEAT_OF = "repeat_of"  # the earlier trial holding the same spec: its measurements reused, one more seed trained
     PRUNED_BELOW = "pruned_below"  # the threshold a pruned trial's top-1 fell under
     REASON = "fail_reason"  # why it was not trained or did not finish
     TEST_SIZE = "test_size"  # held-out images the top-1 was measured on
@@ -65,11 +70,12 @@ SCORED = "scored"  # within budget, scored without training (a training-free sea
 MEASURED = "measured"  # a census: costs and latency only, no accuracy of any kind
 OVER_BUDGET = "over budget"  # measured over the latency budget, never trained
 PRUNED = "pruned"  # stopped early by the pruner
+REPEAT = "repeat"  # a spec the study already held: the earlier trial's measurements reused (and a seed added)
 INVALID = "invalid"  # the sampled point is not a valid network
 FAILED = "failed"  # an error, an interrupt, or a worker that died
 RUNNING = "running"
 WAITING = "waiting"
-STATUSES = (TRAINED, SCORED, MEASURED, OVER_BUDGET, PRUNED, INVALID, FAILED, RUNNING, WAITING)
+STATUSES = (TRAINED, SCORED, MEASURED, OVER_BUDGET, PRUNED, REPEAT, INVALID, FAILED, RUNNING, WAITING)
 
 _INVALID_PREFIX = "invalid spec: "
 
@@ -117,11 +123,60 @@ class TrialRecord:
     latency_early: str | None = None  # "over"/"under": timing stopped once the interval lay wholly on that side
     outside_cores: float | None = None  # cores' worth of CPU other processes used while it was timed
     steal_share: float | None = None  # share of CPU time the hypervisor took away while it was timed
+    rank_by: str = "top1"  # what ranks its study's trained trials: "loss" (lower is better) or "top1"
+    # (seed, held-out loss, its per-image sd): its own training first, then confirmations that stored a loss
+    seed_losses: tuple[tuple[int, float, float | None], ...] = ()
+    loss_curve: tuple[float, ...] = ()  # held-out loss after each epoch it trained
+    repeat_of: int | None = None  # status REPEAT: the trial that holds this spec
+    train_loss: float | None = None  # TSE-E: its training loss over the last epoch (the mean per step)
 
     @property
     def merit(self) -> float | None:
-        """What the front maximises: the (mean) top-1 of a trained trial, the score of a scored one."""
-        return self.accuracy if self.status == TRAINED else self.score if self.status == SCORED else None
+        """What the front maximises (higher is better): for a trained trial the ranking score (minus the
+        (mean) held-out loss, or the (mean) top-1), for a scored one its score."""
+        if self.status == SCORED:
+            return self.score
+        if self.status != TRAINED:
+            return None
+        if self.rank_by == "loss":
+            return None if self.loss is None else -self.loss
+        return self.accuracy
+
+    @property
+    def merit_ci(self) -> tuple[float, float] | None:
+        """The 95% interval of `merit` (None for a scored trial, or without what the interval needs)."""
+        if self.status != TRAINED:
+            return None
+        if self.rank_by == "loss":
+            ci = self.loss_ci
+            return None if ci is None else (-ci[1], -ci[0])
+        return self.accuracy_ci
+
+    @property
+    def merit_curve(self) -> tuple[float, ...]:
+        """The ranking score after each epoch (higher is better): what the pruner compares."""
+        return tuple(-v for v in self.loss_curve) if self.rank_by == "loss" else self.curve
+
+    @property
+    def loss(self) -> float | None:
+        """The held-out cross-entropy: the seed mean where more than one seed stored one, else its own run's."""
+        if len(self.seed_losses) > 1:
+            return statistics.fmean(loss for _, loss, _ in self.seed_losses)
+        return self.proxy_loss
+
+    @property
+    def loss_ci(self) -> tuple[float, float] | None:
+        """95% interval of `loss`: the per-image standard error (normal) of each run, and over seeds where
+        several stored one (t-interval of the seed mean, at least the pooled per-image one)."""
+        sds = [sd for _, _, sd in self.seed_losses]
+        if self.loss is None or not self.test_size or not sds or None in sds:
+            return None
+        return loss_seed_interval([loss for _, loss, _ in self.seed_losses], sds, self.test_size)[2:]
+
+    @property
+    def loss_std(self) -> float | None:
+        """The held-out loss's standard deviation over seeds (None with one seed)."""
+        return statistics.stdev(loss for _, loss, _ in self.seed_losses) if len(self.seed_losses) > 1 else None
 
     @property
     def confirmed(self) -> bool:
@@ -158,8 +213,10 @@ class TrialRecord:
 
     @classmethod
     def from_trial(cls, trial: FrozenTrial, front: set[int] | frozenset[int] = frozenset(),
-                   confirmations: dict[int, float] | None = None) -> TrialRecord:
-        """The record of a trial; `front`: numbers on the Pareto front; `confirmations`: seed -> top-1."""
+                   confirmations: dict[int, study_attrs.SeedResult] | None = None,
+                   rank_by: str = "top1") -> TrialRecord:
+        """The record of a trial; `front`: numbers on the Pareto front; `confirmations`: seed -> scores;
+        `rank_by`: what ranks its study's trained trials (`study_attrs.rank_by`)."""
         a = trial.user_attrs
         latency = finite_number(a.get(Key.LATENCY))
         over = finite_number((trial.constraints or {}).get(CONSTRAINT))
@@ -168,7 +225,9 @@ class TrialRecord:
         curve = tuple(v for v in (finite_number(v) for v in a.get(Key.CURVE) or []) if v is not None)
         reason = a.get(Key.REASON) if isinstance(a.get(Key.REASON), str) else None
         score = a.get(Key.SCORE) if isinstance(a.get(Key.SCORE), list) and len(a[Key.SCORE]) == 2 else None
-        status = _status(trial.state, feasible, reason, score is not None, a.get(Key.MEASURED_ONLY) is True)
+        repeat_of = _integer(a.get(Key.REPEAT_OF))
+        status = _status(trial.state, feasible, reason, score is not None, a.get(Key.MEASURED_ONLY) is True,
+                         repeat_of is not None)
         if status == OVER_BUDGET and reason is None:
             reason = over_budget_reason(latency, over)
         ci = a.get(Key.LATENCY_CI)
@@ -193,6 +252,10 @@ class TrialRecord:
             latency_source=a.get(Key.LATENCY_SOURCE) if isinstance(a.get(Key.LATENCY_SOURCE), str) else None,
             proxy_loss=finite_number(a.get(Key.PROXY_LOSS)) if status == TRAINED else None,
             **_relative_fields(a.get(Key.LATENCY_RELATIVE)),
+            rank_by=rank_by, seed_losses=_seed_losses(a, status, confirmations or {}),
+            loss_curve=tuple(v for v in (finite_number(v) for v in a.get(Key.LOSS_CURVE) or []) if v is not None),
+            repeat_of=repeat_of,
+            train_loss=finite_number(a.get(Key.TRAIN_LOSS)) if status == TRAINED else None,
         )
 
     @property
@@ -218,21 +281,28 @@ class TrialRecord:
         data["latency_ci_ms"] = list(self.latency_ci_ms) if self.latency_ci_ms else None
         data["curve"] = list(self.curve)
         data["seed_accs"] = [list(pair) for pair in self.seed_accs]
+        data["seed_losses"] = [list(entry) for entry in self.seed_losses]
+        data["loss_curve"] = list(self.loss_curve)
         data["latency_ratio_ci"] = list(self.latency_ratio_ci) if self.latency_ratio_ci else None
         ci = self.accuracy_ci
+        loss_ci = self.loss_ci
         data.update(accuracy=self.accuracy, accuracy_std=self.accuracy_std,
-                    accuracy_ci=list(ci) if ci else None, learned_nothing=self.learned_nothing)
+                    accuracy_ci=list(ci) if ci else None, learned_nothing=self.learned_nothing,
+                    loss=self.loss, loss_std=self.loss_std, loss_ci=list(loss_ci) if loss_ci else None)
         return data
 
 
 def read_trials(study: optuna.Study) -> list[TrialRecord]:
     """Every trial of the study as a record, with its confirmations and its membership of the feasible
-    Pareto front. The front is Optuna's (maximise top-1, minimise latency, within budget), computed on
-    the seed means where a trial was confirmed with more seeds."""
+    Pareto front: the trials no other beats on both the ranking score (held-out loss or top-1, the study's
+    `rank_by`) and latency, within budget, computed on the seed means where a trial was trained with more
+    seeds. A repeat of a spec is never on it (the trial it repeats is)."""
     confirmations = study_attrs.confirmations(study)
-    records = [TrialRecord.from_trial(t, confirmations=confirmations.get(t.number))
+    rank_by = study_attrs.rank_by(study)
+    records = [TrialRecord.from_trial(t, confirmations=confirmations.get(t.number), rank_by=rank_by)
                for t in study.get_trials(deepcopy=False)]
-    front = _non_dominated([r for r in records if r.merit is not None and r.latency_ms is not None])
+    front = _non_dominated([r for r in records if r.merit is not None and r.latency_ms is not None
+                            and r.feasible is not False])
     return [replace(r, pareto=True) if r.number in front else r for r in records]
 
 
@@ -246,14 +316,30 @@ def _non_dominated(records: list[TrialRecord]) -> set[int]:
     return front
 
 
-def _seed_accs(attrs: dict[str, Any], status: str, confirmations: dict[int, float]) -> tuple[tuple[int, float], ...]:
+def _own_seed(attrs: dict[str, Any]) -> int:
+    seed = _integer(attrs.get(Key.SEED))
+    return 0 if seed is None else seed
+
+
+def _seed_accs(attrs: dict[str, Any], status: str,
+               confirmations: dict[int, study_attrs.SeedResult]) -> tuple[tuple[int, float], ...]:
     own = finite_number(attrs.get(Key.PROXY_ACC))
     if status != TRAINED or own is None:
         return ()
-    seed = _integer(attrs.get(Key.SEED))
-    seed = 0 if seed is None else seed
-    others = tuple((s, a) for s, a in sorted(confirmations.items()) if s != seed)
+    seed = _own_seed(attrs)
+    others = tuple((s, r.top1) for s, r in sorted(confirmations.items()) if s != seed)
     return ((seed, own), *others)
+
+
+def _seed_losses(attrs: dict[str, Any], status: str, confirmations: dict[int, study_attrs.SeedResult]
+                 ) -> tuple[tuple[int, float, float | None], ...]:
+    own = finite_number(attrs.get(Key.PROXY_LOSS))
+    if status != TRAINED or own is None:
+        return ()
+    seed = _own_seed(attrs)
+    others = tuple((s, r.loss, r.loss_sd) for s, r in sorted(confirmations.items())
+                   if s != seed and r.loss is not None)
+    return ((seed, own, finite_number(attrs.get(Key.LOSS_SD))), *others)
 
 
 class TrialWriter:
@@ -328,21 +414,40 @@ class TrialWriter:
         """A census trial: its costs and latency are all it has (no training, no zero-cost score)."""
         self.trial.set_user_attr(Key.MEASURED_ONLY, True)
 
-    def epoch(self, curve: list[float]) -> None:
+    def epoch(self, curve: list[float], loss_curve: list[float]) -> None:
+        """The held-out top-1 and cross-entropy after each epoch so far."""
         self.trial.set_user_attr(Key.CURVE, list(curve))
+        self.trial.set_user_attr(Key.LOSS_CURVE, list(loss_curve))
 
-    def pruned(self, epoch: int, acc: float, threshold: float, rule: str, compared: int) -> str:
-        """Stores why the pruner stopped it; returns that reason."""
-        reason = (f"stopped after epoch {epoch} of training: top-1 {acc:.3f} was below {threshold:.3f}, the {rule} "
-                  f"of {compared} earlier trials at epoch {epoch}")
+    def pruned(self, epoch: int, merit: float, threshold: float, rule: str, compared: int, rank_by: str) -> str:
+        """Stores why the pruner stopped it (`merit`, `threshold`: ranking scores, higher is better); returns
+        that reason."""
+        if rank_by == "loss":
+            what = f"held-out loss {-merit:.3f} was above {-threshold:.3f}"
+        else:
+            what = f"top-1 {merit:.3f} was below {threshold:.3f}"
+        reason = (f"stopped after epoch {epoch} of training: {what}, the {rule} of {compared} earlier trials at "
+                  f"epoch {epoch}")
         self.trial.set_user_attr(Key.PRUNED_BELOW, threshold)
         self.trial.set_user_attr(Key.REASON, reason)
         return reason
 
-    def proxy_result(self, acc: float, test_size: int, classes: int, seed: int, loss: float | None = None) -> None:
-        """The final held-out top-1 (and cross-entropy), with what its noise and its meaning depend on."""
+    def repeat(self, original: TrialRecord, budget_ms: float) -> None:
+        """This trial's spec is trial `original`'s: its latency and verdict are reused, not measured again."""
+        self.trial.set_user_attr(Key.REPEAT_OF, original.number)
+        if original.latency_ms is not None:
+            self.trial.set_user_attr(Key.LATENCY, original.latency_ms)
+            self.trial.set_user_attr(Key.FEASIBLE, original.latency_ms <= budget_ms)
+            self.trial.set_constraint(CONSTRAINT, original.latency_ms - budget_ms)
+
+    def proxy_result(self, acc: float, test_size: int, classes: int, seed: int, loss: float | None = None,
+                     loss_sd: float | None = None, train_loss: float | None = None) -> None:
+        """The final held-out top-1 (and cross-entropy with its per-image sd, and the last epoch's training
+        loss), with what its noise and its meaning depend on."""
+        train_loss = train_loss if train_loss is not None and math.isfinite(train_loss) else None
         for key, value in ((Key.TEST_SIZE, test_size), (Key.CHANCE, 1.0 / classes), (Key.SEED, seed),
-                           (Key.PROXY_LOSS, loss), (Key.PROXY_ACC, acc)):
+                           (Key.PROXY_LOSS, loss), (Key.LOSS_SD, loss_sd), (Key.TRAIN_LOSS, train_loss),
+                           (Key.PROXY_ACC, acc)):
             if value is not None:
                 self.trial.set_user_attr(key, value)
 
@@ -431,7 +536,9 @@ def over_budget_reason(latency_ms: float | None, over_ms: float | None) -> str:
 
 
 def _status(state: TrialState, feasible: bool | None, reason: str | None, scored: bool = False,
-            measured_only: bool = False) -> str:
+            measured_only: bool = False, repeat: bool = False) -> str:
+    if state == TrialState.COMPLETE and repeat:
+        return REPEAT
     if state == TrialState.COMPLETE:
         return OVER_BUDGET if feasible is False else SCORED if scored else MEASURED if measured_only else TRAINED
     if state == TrialState.PRUNED:

@@ -15,11 +15,11 @@ from pathlib import Path
 import optuna
 import plotly.graph_objects as go
 
-from fasternet_space import save_spec
+from fasternet_space import ArchSpec, save_spec
 from search.errors import SearchError
 from search.records import study_attrs
-from search.records.front import best_feasible
-from search.records.trial import TrialRecord, read_trials
+from search.records.front import Pick, pick, score_name
+from search.records.trial import TRAINED, TrialRecord, read_trials
 from search.report import images
 from search.report.figure import IMAGE_SIZE, figure
 from search.report.figure_data import figure_data
@@ -46,7 +46,7 @@ def write_report(study: optuna.Study, out: str | Path, budget_ms: float | None =
         raise SearchError("out", str(out), images.no_browser_problem())
     records = read_trials(study)
     if suffix == ".csv":
-        return write_csv(records, out)
+        return write_csv(records, out, study_attrs.pick(study))
     if suffix == ".json":
         return write_json(records, out)
     fig = _figure(study, records, budget_ms)
@@ -64,27 +64,50 @@ def export_study(study: optuna.Study, out_dir: str | Path, budget_ms: float | No
             written.append(_write_image(fig, out_dir / "pareto.png"))
         except SearchError:
             pass  # the HTML holds the same figure
-    written.append(write_csv(records, out_dir / "trials.csv"))
-    best = save_best_spec(records, study.study_name, out_dir / "best.yaml")
+    written.append(write_csv(records, out_dir / "trials.csv", study_attrs.pick(study)))
+    best = save_best_spec(records, study.study_name, out_dir / "best.yaml", study_attrs.pick(study),
+                          study_attrs.setting(study))
     if best is not None:
         written.append(best)
     return written
 
 
-def save_best_spec(records: Sequence[TrialRecord], study_name: str, path: str | Path) -> Path | None:
-    """Writes the spec of the best feasible trial (search.records.front.best_feasible), named `STUDY-best`, to `path`;
-    None, and nothing written, when no trial was trained within budget."""
-    best = best_feasible(list(records))
-    spec = best.arch_spec() if best is not None else None
+def save_best_spec(records: Sequence[TrialRecord], study_name: str, path: str | Path, rule: str | None = None,
+                   setting: dict | None = None) -> Path | None:
+    """Writes the spec of the trial `rule` picks among those tied with the best (search.records.front.pick),
+    named `STUDY-best`, to `path`, after comments that say the rule, the tied set and (with the study's
+    `setting`) what the proxy trained on; None, and nothing written, when no trial was feasible."""
+    chosen = pick(list(records), rule) if rule else pick(list(records))
+    spec = chosen.chosen.arch_spec() if chosen is not None else None
     if spec is None:
         return None
-    return save_spec(spec.replace(name=f"{study_name}-best"), path)
+    return save_spec(spec.replace(name=f"{study_name}-best"), path, best_comments(chosen, spec, study_name, setting))
 
 
-def write_csv(records: Sequence[TrialRecord], path: str | Path) -> Path:
-    """The trials as search.report.trials_csv's flat table: a header, then one line per trial."""
+def best_comments(chosen: Pick, spec: ArchSpec, study_name: str, setting: dict | None) -> list[str]:
+    """What best.yaml says above the spec: which trial, why it, which others were as good, and for which task."""
+    trial = chosen.chosen
+    lines = [f"trial #{trial.number} of study {study_name}, latency {trial.latency_ms:.2f} ms"]
+    if trial.status == TRAINED:
+        what = score_name(trial.rank_by)
+        lines += [f"picked by --pick {chosen.rule}: {chosen.reason}",
+                  f"tied with the best (#{chosen.best.number}) on {what} within the noise (95% intervals overlap): "
+                  + ", ".join(f"#{r.number}" for r in chosen.tied)]
+    if setting and trial.status == TRAINED:
+        classes = f", {round(1 / trial.chance)} classes" if trial.chance else ""
+        lines += [f"its accuracy is a short proxy's: trained on {setting.get('data')} at "
+                  f"{setting.get('proxy_resolution')}x{setting.get('proxy_resolution')} px{classes}; the latency was "
+                  f"measured for this spec's own input and head ({spec.in_chans} channels, {spec.input_size}x"
+                  f"{spec.input_size}, {spec.num_classes} classes): set in_chans, num_classes and input_size to "
+                  "your deployment's before you train it"]
+    return lines
+
+
+def write_csv(records: Sequence[TrialRecord], path: str | Path, rule: str | None = None) -> Path:
+    """The trials as search.report.trials_csv's flat table: a header, then one line per trial (`rule`: the
+    pick rule that marks the tied set)."""
     path = _prepared(path)
-    fieldnames, table = rows(records)
+    fieldnames, table = rows(records, rule)
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fieldnames)
         writer.writeheader()
@@ -102,7 +125,7 @@ def write_json(records: Sequence[TrialRecord], path: str | Path) -> Path:
 
 def _figure(study: optuna.Study, records: list[TrialRecord], budget_ms: float | None) -> go.Figure:
     budget = study_attrs.budget_ms(study) if budget_ms is None else budget_ms
-    return figure(figure_data(records, study_name=study.study_name, budget_ms=budget))
+    return figure(figure_data(records, study_name=study.study_name, budget_ms=budget, rule=study_attrs.pick(study)))
 
 
 def _write_html(fig: go.Figure, path: Path) -> Path:

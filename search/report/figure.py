@@ -1,9 +1,10 @@
 """Draws a `FigureData` with plotly: two panels side by side.
 
-Left: proxy top-1 against measured latency, with the feasible Pareto front (Optuna's `study.best_trials`,
-which respects the latency constraint), pruned trials at their last epoch and the over-budget trials in
-a strip along the bottom. Right: G multiply-adds against latency for every measured trial, with dashed
-lines of equal achieved FLOPS (the FasterNet paper's Fig. 2 view). Both show the budget.
+Left: the ranking score (the proxy's held-out loss, lower up; or its top-1) against measured latency, with
+the feasible Pareto front, the candidates tied with the best within the noise and the one picked for
+best.yaml, pruned trials at their last epoch and the over-budget trials in a strip along the bottom. Right:
+G multiply-adds against latency for every measured trial, with dashed lines of equal achieved FLOPS (the
+FasterNet paper's Fig. 2 view). Both show the budget. Where texts go is figure_data's decision.
 """
 
 from __future__ import annotations
@@ -15,14 +16,41 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from search.records.trial import OVER_BUDGET, TRAINED, TrialRecord
-from search.report.figure_data import TOP, Axis, FigureData, Label, Point, figure_data
+from search.report.figure_data import (
+    BUDGET_SHIFT_PX,
+    ERROR_CAP_PX,
+    FRONT_PX,
+    IMAGE_SIZE,
+    LABEL_FONT,
+    LEVEL_FONT,
+    MARGIN,
+    NOTE_FONT,
+    OVER_NOTE_Y,
+    OVER_PX,
+    PANEL_GAP,
+    PICKED_PX,
+    PRUNED_PX,
+    TIED_PX,
+    TRAINED_PX,
+    Axis,
+    FigureData,
+    Label,
+    Point,
+    budget_text,
+    figure_data,
+    over_how,
+)
 
-IMAGE_SIZE = (1500, 680)  # layout pixels (width, height) of the figure and of a static export
+__all__ = ["IMAGE_SIZE", "figure", "over_how"]
+
 FRONT_COLOR = "#d62728"
 GREY = "#8c8c8c"
+CI_COLOR = "#9a9a9a"
 COLORSCALE = "Viridis"
-FRONT_RING = dict(symbol="circle-open", size=19, color=FRONT_COLOR, line=dict(width=2.5))
-TRAINED_MARKER = dict(size=11, line=dict(width=0.8, color="white"))
+FRONT_RING = dict(symbol="circle-open", size=FRONT_PX, color=FRONT_COLOR, line=dict(width=2.5))
+TRAINED_MARKER = dict(size=TRAINED_PX, line=dict(width=0.8, color="white"))
+TIED_RING = dict(symbol="diamond-open", size=TIED_PX, color="#1f77b4", line=dict(width=2))
+PICKED_MARK = dict(symbol="star-open", size=PICKED_PX, color="#111", line=dict(width=2))
 
 
 def figure(data: FigureData | Sequence[TrialRecord], budget_ms: float | None = None,
@@ -32,8 +60,8 @@ def figure(data: FigureData | Sequence[TrialRecord], budget_ms: float | None = N
     `data`: a FigureData, or trial records (then `budget_ms` and `study_name` are used to make one)."""
     if not isinstance(data, FigureData):
         data = figure_data(list(data), study_name=study_name, budget_ms=budget_ms)
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08, subplot_titles=(
-        "proxy top-1 vs latency: Pareto front of the trials within budget",
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=PANEL_GAP, subplot_titles=(
+        f"{data.score_name} vs latency: Pareto front of the trials within budget",
         "FLOPs vs latency: dashed lines of equal achieved FLOPS"))
     _budget_zone(fig, data)
     _left_panel(fig, data)
@@ -56,16 +84,23 @@ def _scatter(fig: go.Figure, points: list[Point], y: list[float], name: str, col
         hovertemplate="%{hovertext}<extra></extra>"), row=1, col=col)
 
 
-def _error_bars(fig: go.Figure, points: list[Point]) -> None:
-    """The 95% interval of each trained trial's top-1 as a vertical bar (drawn beneath the markers)."""
-    shown = [p for p in points if p.acc_ci is not None and p.acc is not None]
+def _error_bars(fig: go.Figure, points: list[Point], score_name: str) -> None:
+    """The 95% interval of each trained trial's score as a vertical bar (drawn beneath the markers), and its
+    legend entry: a trace with no points and a bar for a marker (the bars' own markers are invisible)."""
+    shown = [p for p in points if p.score_ci is not None and p.score is not None]
     if not shown:
         return
+    name = f"95% interval of the {score_name} (test split, and seeds where confirmed)"
     fig.add_trace(go.Scatter(
-        x=[p.latency_ms for p in shown], y=[p.acc for p in shown], mode="markers", marker=dict(size=0, opacity=0),
-        error_y=dict(type="data", symmetric=False, array=[p.acc_ci[1] - p.acc for p in shown],
-                     arrayminus=[p.acc - p.acc_ci[0] for p in shown], color="#9a9a9a", thickness=1.2, width=3),
-        name="95% interval of top-1 (test split, and seeds where confirmed)", legendgroup="ci", hoverinfo="skip"),
+        x=[p.latency_ms for p in shown], y=[p.score for p in shown], mode="markers", marker=dict(size=0, opacity=0),
+        error_y=dict(type="data", symmetric=False, array=[p.score_ci[1] - p.score for p in shown],
+                     arrayminus=[p.score - p.score_ci[0] for p in shown], color=CI_COLOR, thickness=1.2,
+                     width=ERROR_CAP_PX),
+        name=name, legendgroup="ci", showlegend=False, hoverinfo="skip"),
+        row=1, col=1)
+    fig.add_trace(go.Scatter(
+        x=[None], y=[None], mode="markers", name=name, legendgroup="ci", showlegend=True, hoverinfo="skip",
+        marker=dict(symbol="line-ns-open", size=14, color=CI_COLOR, line=dict(width=1.5, color=CI_COLOR))),
         row=1, col=1)
 
 
@@ -87,23 +122,29 @@ def _left_panel(fig: go.Figure, d: FigureData) -> None:
     """Top-1 against latency: over budget along the bottom, pruned, trained (coloured) and the front."""
     if d.over:
         _scatter(fig, d.over, [d.over_y] * len(d.over), "over budget (not trained)", 1, "over", True,
-                 dict(symbol="x-thin", size=11, line=dict(width=2, color=GREY), color=GREY))
+                 dict(symbol="x-thin", size=OVER_PX, line=dict(width=2, color=GREY), color=GREY))
         # separates the strip of untrained trials from the accuracy scale
         fig.add_hline(y=d.strip_y, line=dict(color="#bbb", width=1), row=1, col=1)
     if d.pruned:
-        _scatter(fig, d.pruned, [p.acc for p in d.pruned], "pruned (top-1 at its last epoch)", 1, "pruned", True,
-                 dict(symbol="circle-open", size=9, color=GREY, line=dict(width=1.5)))
+        _scatter(fig, d.pruned, [p.score for p in d.pruned], f"pruned ({d.score_name} at its last epoch)", 1,
+                 "pruned", True, dict(symbol="circle-open", size=PRUNED_PX, color=GREY, line=dict(width=1.5)))
     if d.trained:
-        _error_bars(fig, d.trained)
-        _colored(fig, d.trained, [p.acc for p in d.trained], "trained within budget (colour: achieved GFLOPS)", 1,
+        _error_bars(fig, d.trained, d.score_name)
+        _colored(fig, d.trained, [p.score for p in d.trained], "trained within budget (colour: achieved GFLOPS)", 1,
                  "trained", True, **TRAINED_MARKER)
     if d.front:
         xs, ys = d.front_line
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=FRONT_COLOR, width=2.5, shape="hv"),
                                  name="Pareto front (on seed means where confirmed)", legendgroup="front", hoverinfo="skip"),
                       row=1, col=1)
-        _scatter(fig, d.front, [p.acc for p in d.front], "Pareto front", 1, "front", False, FRONT_RING)
-    _labels(fig, d.left_labels, 1, d.x, d.y_acc)
+        _scatter(fig, d.front, [p.score for p in d.front], "Pareto front", 1, "front", False, FRONT_RING)
+    tied = [p for p in d.trained if p.tied and not p.picked]
+    if tied:
+        _scatter(fig, tied, [p.score for p in tied], "tied with the best within the noise", 1, "tied", True, TIED_RING)
+    picked = [p for p in d.trained if p.picked]
+    if picked:
+        _scatter(fig, picked, [p.score for p in picked], "picked for best.yaml", 1, "picked", True, PICKED_MARK)
+    _labels(fig, d.left_labels, 1, d.x, d.y_score)
 
 
 def _right_panel(fig: go.Figure, d: FigureData) -> None:
@@ -118,9 +159,7 @@ def _right_panel(fig: go.Figure, d: FigureData) -> None:
             x=line.xs, y=line.ys, mode="lines", line=dict(color="#9a9a9a", dash="dash", width=1),
             name="equal achieved FLOPS (FLOPs = FLOPS × latency)", legendgroup="iso", showlegend=i == 0,
             hoverinfo="skip"), row=1, col=2)
-        fig.add_annotation(x=d.x_flops.coord(line.label_x), y=d.y_flops.coord(line.label_y), xref="x2", yref="y2",
-                           text=line.text, showarrow=False, font=dict(size=11, color="#666"), xanchor="right",
-                           yanchor="top" if line.label_below else "bottom", xshift=-6)
+        _text(fig, line.label, 2, d.x_flops, d.y_flops, text=line.text, font=dict(size=LEVEL_FONT, color="#666"))
     fit = [p for p in with_flops if p.status != OVER_BUDGET]
     unfit = [p for p in with_flops if p.status == OVER_BUDGET]
     if fit:
@@ -136,15 +175,16 @@ def _right_panel(fig: go.Figure, d: FigureData) -> None:
 
 
 def _labels(fig: go.Figure, labels: list[Label], col: int, xaxis: Axis, yaxis: Axis) -> None:
-    """Named configs as text next to their points; close neighbours alternate above and below."""
-    suffix = "" if col == 1 else str(col)
+    """Named configs as text next to their points, where figure_data placed them."""
     for label in labels:
-        shift = 17 if label.pareto else 12
-        above = label.position == TOP
-        fig.add_annotation(x=xaxis.coord(label.x), y=yaxis.coord(label.y), xref=f"x{suffix}", yref=f"y{suffix}",
-                           text=f"<b>{label.text}</b>", showarrow=False, font=dict(size=13, color="#222"),
-                           yshift=shift if above else -shift, xshift=-10 if label.pareto else 0,
-                           yanchor="bottom" if above else "top")
+        _text(fig, label, col, xaxis, yaxis, text=f"<b>{label.text}</b>", font=dict(size=LABEL_FONT, color="#222"))
+
+
+def _text(fig: go.Figure, label: Label, col: int, xaxis: Axis, yaxis: Axis, **style: Any) -> None:
+    suffix = "" if col == 1 else str(col)
+    fig.add_annotation(x=xaxis.coord(label.x), y=yaxis.coord(label.y), xref=f"x{suffix}", yref=f"y{suffix}",
+                       showarrow=False, xanchor=label.xanchor, yanchor=label.yanchor, xshift=label.xshift,
+                       yshift=label.yshift, **style)
 
 
 # --------------------------------------------------------------------------------------------- budget
@@ -157,16 +197,9 @@ def _budget_zone(fig: go.Figure, d: FigureData) -> None:
     for col, axis in ((1, d.x), (2, d.x_flops)):
         fig.add_vrect(x0=d.budget_ms, x1=axis.hi, fillcolor=GREY, opacity=0.07, line_width=0, layer="below",
                       row=1, col=col, exclude_empty_subplots=False)
-    if d.over:  # the label explains the markers along the bottom; with none there, it would explain nothing
-        fig.add_annotation(x=d.x.coord(d.x.middle(d.budget_ms)), y=0.45, xref="x", yref="y domain",
-                           showarrow=False, text=f"over budget: {over_how(d.over)}, not trained<br>(shown along the bottom)",
-                           font=dict(size=12, color="#777"))
-
-
-def over_how(over) -> str:
-    """How the over-budget points' latencies were obtained: measured, predicted, or both."""
-    kinds = {p.predicted for p in over}
-    return "measured or predicted" if kinds == {True, False} else "predicted" if kinds == {True} else "measured"
+    if d.over_note:  # it explains the markers along the bottom; with none there, it would explain nothing
+        fig.add_annotation(x=d.x.coord(d.x.middle(d.budget_ms)), y=OVER_NOTE_Y, xref="x", yref="y domain",
+                           showarrow=False, text=d.over_note, font=dict(size=NOTE_FONT, color="#777"))
 
 
 def _budget_line(fig: go.Figure, d: FigureData) -> None:
@@ -178,9 +211,10 @@ def _budget_line(fig: go.Figure, d: FigureData) -> None:
         # Left: at the top; right: at the bottom, clear of the equal-FLOPS labels along the top edge.
         fig.add_annotation(x=d.x.coord(d.budget_ms), y=1 if col == 1 else 0,
                            yref="y domain" if col == 1 else "y2 domain", xref="x" if col == 1 else "x2",
-                           text=f"budget {d.budget_ms:g} ms", showarrow=False, xanchor="left",
-                           yanchor="top" if col == 1 else "bottom", xshift=4, yshift=0 if col == 1 else 2,
-                           font=dict(size=12, color="#333"), bgcolor="rgba(255,255,255,0.7)")
+                           text=budget_text(d.budget_ms), showarrow=False, xanchor="left",
+                           yanchor="top" if col == 1 else "bottom", xshift=BUDGET_SHIFT_PX,
+                           yshift=0 if col == 1 else BUDGET_SHIFT_PX,
+                           font=dict(size=NOTE_FONT, color="#333"), bgcolor="rgba(255,255,255,0.7)")
 
 
 # --------------------------------------------------------------------------------------------- layout
@@ -191,7 +225,7 @@ def _axes(fig: go.Figure, d: FigureData) -> None:
     for col, axis in ((1, d.x), (2, d.x_flops)):
         fig.update_xaxes(title_text=latency, type="log" if axis.log else "linear", range=axis.range, **axis.ticks(),
                          row=1, col=col)
-    fig.update_yaxes(title_text=d.y_title, range=d.y_acc.range, zeroline=False, row=1, col=1)
+    fig.update_yaxes(title_text=d.y_title, range=d.y_score.range, zeroline=False, **d.y_score.ticks(), row=1, col=1)
     fig.update_yaxes(title_text="FLOPs (G multiply-adds" + (", log scale)" if d.y_flops.log else ")"),
                      type="log" if d.y_flops.log else "linear", range=d.y_flops.range, **d.y_flops.ticks(),
                      row=1, col=2)
@@ -203,7 +237,7 @@ def _layout(fig: go.Figure, d: FigureData) -> None:
         template="plotly_white", height=IMAGE_SIZE[1], font=dict(size=13),
         title=dict(text=f"<b>{d.title}</b>", subtitle=dict(text=d.subtitle, font=dict(size=12)), x=0.01,
                    xanchor="left"),
-        margin=dict(l=70, r=40, t=110, b=120),
+        margin=MARGIN,
         coloraxis=dict(colorscale=COLORSCALE, cmin=cmin, cmax=cmax, showscale=d.color_range is not None,
                        colorbar=dict(title=dict(text="achieved<br>GFLOPS", side="top"), thickness=14, len=0.7,
                                      x=1.015, y=0.45)),

@@ -11,12 +11,14 @@ import time
 from typing import TYPE_CHECKING
 
 from fasternet_space.report import fixed, format_table, human
-from search.records.front import best_feasible, pareto_front, standing
+from search.records.front import Pick, best_feasible, pareto_front, pick, score_name, standing
+from search.records.study_attrs import SeedResult
 from search.records.trial import (
     FAILED,
     MEASURED,
     OVER_BUDGET,
     PRUNED,
+    REPEAT,
     SCORED,
     TRAINED,
     TrialRecord,
@@ -31,8 +33,8 @@ if TYPE_CHECKING:
 
     from search.run.study import SearchOutcome
 
-__all__ = ["SearchProgress", "accuracy_text", "closing_line", "failed_workers_warning", "search_warnings",
-           "summary_lines"]
+__all__ = ["SearchProgress", "accuracy_text", "closing_line", "failed_workers_warning", "loss_text", "score_text",
+           "search_warnings", "summary_lines"]
 
 
 def accuracy_text(record: TrialRecord) -> str:
@@ -47,6 +49,21 @@ def accuracy_text(record: TrialRecord) -> str:
     return f"{record.accuracy:.3f}{interval}{seeds}"
 
 
+def loss_text(record: TrialRecord) -> str:
+    """'0.512 [0.498, 0.526]': the held-out loss (seed mean where confirmed) with its 95% interval."""
+    if record.loss is None:
+        return "n/a"
+    ci = record.loss_ci
+    return f"{record.loss:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def score_text(record: TrialRecord) -> str:
+    """What a trial scored, the ranking score first: 'held-out loss 0.512 [...], top-1 0.861 [...] (3 seeds)'."""
+    if record.score is not None or record.rank_by != "loss":
+        return accuracy_text(record) if record.score is not None else f"top-1 {accuracy_text(record)}"
+    return f"held-out loss {loss_text(record)}, top-1 {accuracy_text(record)}"
+
+
 def _label(record: TrialRecord) -> str:
     return f"#{record.number}" + (f" {record.named}" if record.named else "")
 
@@ -55,8 +72,9 @@ class SearchProgress:
     """One line per finished trial: n of N, the trial, the best feasible so far, time left. Every method
     returns the lines to show (none when quiet)."""
 
-    def __init__(self, n_trials: int, budget: str, quiet: bool):
+    def __init__(self, n_trials: int, budget: str, quiet: bool, confirm: int = 1):
         self.n_trials = n_trials
+        self.confirm = confirm  # seeds per front member and named config: retrainings after the trials
         self.budget = budget  # as SearchConfig.budget_text() gives it: '20ms', '1.2xT0'
         self.quiet = quiet
         self.started = time.perf_counter()  # restarted by start_lines; a screening stage's trials come before it
@@ -77,11 +95,14 @@ class SearchProgress:
             lines.append(f"named configs enqueued first: {', '.join(outcome.enqueued)}")
         return lines + [f"note: {note}" for note in outcome.notes]
 
-    def confirm_line(self, record: TrialRecord, seed: int, accuracy: float) -> str | None:
-        """One confirmation retraining: its seed's top-1 next to the first seed's."""
+    def confirm_line(self, record: TrialRecord, seed: int, result: SeedResult) -> str | None:
+        """One confirmation retraining: its seed's scores next to the first seed's."""
         if self.quiet:
             return None
-        return f"[confirm] {_label(record)}: seed {seed} top-1 {accuracy:.3f} (first seed {record.proxy_acc:.3f})"
+        loss = (f"held-out loss {result.loss:.3f} (first seed {record.proxy_loss:.3f}), "
+                if result.loss is not None and record.proxy_loss is not None else "")
+        return (f"[confirm] {_label(record)}: seed {seed} {loss}top-1 {result.top1:.3f} "
+                f"(first seed {record.proxy_acc:.3f})")
 
     def trial_line(self, study: optuna.Study, trial: FrozenTrial) -> str | None:
         """One finished trial: what it came to, the best feasible so far, time spent and left."""
@@ -90,15 +111,27 @@ class SearchProgress:
             return None
         records = read_trials(study)
         finished = sum(r.finished for r in records)
-        record = TrialRecord.from_trial(trial)
+        record = next(r for r in records if r.number == trial.number)
         best = best_feasible(records)
-        best_text = (f"best {best.merit:.4g} @ {best.latency_ms:.1f} ms (#{best.number})" if best
+        best_text = (f"best {_best_score(best)} @ {best.latency_ms:.1f} ms (#{best.number})" if best
                      else "census, no accuracy" if record.status == MEASURED else "no feasible yet")
         elapsed = time.perf_counter() - self.started
         left = max(self.n_trials - finished, 0)
-        eta = f", ~{elapsed / self.done_here * left / 60:.1f} min left" if self.done_here and left else ""
+        from search.report.eta import study_seconds_left
+
+        seconds = study_seconds_left(study, records, left, self.confirm)
+        then = " (confirmations)" if not left else ""
+        eta = f", ~{seconds / 60:.1f} min left{then}" if seconds else ""
         return (f"[{min(finished, self.n_trials)}/{self.n_trials}] {_label(record)}: {_outcome_text(record)} | "
                 f"{best_text} | {elapsed / 60:.1f} min{eta}")
+
+
+def _best_score(record: TrialRecord) -> str:
+    if record.status == TRAINED and record.rank_by == "loss":
+        return f"loss {record.loss:.3f}"
+    if record.status == TRAINED:
+        return f"top-1 {record.accuracy:.3f}"
+    return f"{record.score_name} {record.merit:.4g}"
 
 
 def _budget(budget_ms: float | None) -> str:
@@ -114,7 +147,12 @@ def _spaced(budget: str) -> str:
 def _outcome_text(record: TrialRecord) -> str:
     """What one trial came to: its top-1, score or census numbers, or why it has none."""
     if record.status == TRAINED:
-        return f"top-1 {record.proxy_acc:.3f}, latency {record.latency_ms:.2f} ms"
+        loss = f"held-out loss {record.proxy_loss:.3f}, " if record.proxy_loss is not None else ""
+        return f"{loss}top-1 {record.proxy_acc:.3f}, latency {record.latency_ms:.2f} ms"
+    if record.status == REPEAT:
+        return (f"the spec of #{record.repeat_of} again: its latency reused"
+                + (f" ({record.latency_ms:.2f} ms)" if record.latency_ms is not None else "")
+                + ", one more seed trained for it if it was trained")
     if record.status == SCORED:
         return f"{record.score_name} {record.score:.4g} (untrained), latency {record.latency_ms:.2f} ms"
     if record.status == MEASURED:
@@ -139,7 +177,8 @@ def summary_lines(outcome: SearchOutcome, records: list[TrialRecord], budget_ms:
                      + ", ".join(f"#{n}" for n in outcome.stale_failed))
     lines.append(_counts_line(outcome, records, budget_ms))
     front = pareto_front(records)
-    lines += _front_lines(front) + _named_lines(records, front)
+    chosen = pick(records, outcome.pick) if outcome.pick else pick(records)
+    lines += _front_lines(front, chosen) + _tied_lines(chosen) + _named_lines(records, front)
     lines += [f"\nwarning: {warning}" for warning in search_warnings(records)]
     return lines + [f"\nnote: {note}" for note in outcome.notes]
 
@@ -148,6 +187,8 @@ def _counts_line(outcome: SearchOutcome, records: list[TrialRecord], budget_ms: 
     counts = {s: sum(r.status == s for r in records) for s in (TRAINED, SCORED, MEASURED, OVER_BUDGET, PRUNED, FAILED)}
     scored = f"{counts[SCORED]} scored without training, " if counts[SCORED] else ""
     scored += f"{counts[MEASURED]} measured only (census), " if counts[MEASURED] else ""
+    repeats = sum(r.status == REPEAT for r in records)
+    scored += f"{repeats} repeat(s) of a spec already in the study, " if repeats else ""
     predicted_over = sum(r.status == OVER_BUDGET and r.latency_source == "predicted" for r in records)
     how = (f"{counts[OVER_BUDGET] - predicted_over} measured, {predicted_over} predicted by the latency table; "
            if predicted_over else "measured; ") + "not trained"
@@ -156,14 +197,36 @@ def _counts_line(outcome: SearchOutcome, records: list[TrialRecord], budget_ms: 
             f"{counts[FAILED]} failed; {outcome.elapsed_s / 60:.1f} min this run")
 
 
-def _front_lines(front: list[TrialRecord]) -> list[str]:
-    table = [[r.number, r.named or "", accuracy_text(r), fixed(r.latency_ms, 2), human(r.flops or 0),
-              human(r.flops_per_s or 0, "FLOPS"), human(r.param_count or 0)] for r in front]
-    if not table:
+def _front_lines(front: list[TrialRecord], chosen: Pick | None) -> list[str]:
+    if not front:
         return []
-    return ["\nPareto front (feasible trials; proxy top-1 with its 95% interval vs latency):",
-            format_table(["trial", "named", "proxy top-1 [95% CI]", "latency ms", "FLOPs", "achieved", "params"],
-                         table)]
+    tied = {r.number for r in chosen.tied} if chosen else set()
+    by_loss = front[0].rank_by == "loss" and front[0].status == TRAINED
+    table = [[r.number, r.named or "", *([loss_text(r)] if by_loss else []), accuracy_text(r),
+              fixed(r.latency_ms, 2), human(r.flops or 0), human(r.flops_per_s or 0, "FLOPS"),
+              human(r.param_count or 0), _mark(r, chosen, tied)] for r in front]
+    score = "held-out loss (lower is better) and top-1" if by_loss else "proxy top-1"
+    return [f"\nPareto front (feasible trials; {score} with 95% intervals vs latency):",
+            format_table(["trial", "named", *(["held-out loss [95% CI]"] if by_loss else []), "proxy top-1 [95% CI]",
+                          "latency ms", "FLOPs", "achieved", "params", "tied"], table)]
+
+
+def _mark(record: TrialRecord, chosen: Pick | None, tied: set[int]) -> str:
+    if chosen is not None and record.number == chosen.chosen.number:
+        return "picked"
+    return "tied" if record.number in tied else ""
+
+
+def _tied_lines(chosen: Pick | None) -> list[str]:
+    """The candidates tied with the best within the noise, the rule that picks best.yaml among them, and why."""
+    if chosen is None or chosen.best.status != TRAINED:
+        return []
+    what = score_name(chosen.best.rank_by)
+    seeds = "seed means, " if chosen.confirmed else "single trainings (no confirmation: --confirm 1), "
+    members = ", ".join(_label(r) + f" ({r.latency_ms:.2f} ms)" for r in chosen.tied)
+    return [f"\ntied with the best (#{chosen.best.number}) within the noise ({seeds}95% intervals of the {what} "
+            f"overlap): {len(chosen.tied)} candidate(s): {members}",
+            f"picked (--pick {chosen.rule}): #{chosen.chosen.number}, {chosen.reason}"]
 
 
 def _named_lines(records: list[TrialRecord], front: list[TrialRecord]) -> list[str]:
@@ -177,7 +240,7 @@ def _named_lines(records: list[TrialRecord], front: list[TrialRecord]) -> list[s
 
 def _named_standing(record: TrialRecord, front: list[TrialRecord]) -> str:
     if record.status == TRAINED:
-        return f"top-1 {accuracy_text(record)}, {standing(record, front)}"
+        return f"{score_text(record)}, {standing(record, front)}"
     if record.status == SCORED:
         return f"{accuracy_text(record)}, " + ("on the front" if record.pareto else "behind the front")
     if record.status == PRUNED:
@@ -187,19 +250,22 @@ def _named_standing(record: TrialRecord, front: list[TrialRecord]) -> str:
     return "over budget, not trained"
 
 
-def closing_line(records: list[TrialRecord], study_name: str, budget_ms: float, best_spec: Path | None) -> str:
-    """The summary's last line: the best feasible trial and `best_spec`, where its spec was saved; or, with
-    none feasible, why not (a census, or nothing within the budget)."""
-    best = best_feasible(records)
+def closing_line(records: list[TrialRecord], study_name: str, budget_ms: float, best_spec: Path | None,
+                 rule: str | None = None) -> str:
+    """The summary's last line: the picked trial (`rule`, see search.records.front.pick) and `best_spec`, where
+    its spec was saved; or, with none feasible, why not (a census, or nothing within the budget)."""
+    chosen = pick(records, rule) if rule else pick(records)
+    best = chosen.chosen if chosen else None
     measured = sum(r.status == MEASURED for r in records)
     if best is None and measured:
         return (f"\ncensus: {measured} candidates measured within budget, no accuracy (--proxy none: nothing "
                 f"trained or scored, so no front); python cli.py analyze --study {study_name} --out FILE.html")
     if best is None:
         return f"\nno trial met the {_budget(budget_ms)} yet; raise --latency-budget or --n-trials"
-    what = accuracy_text(best) if best.score is not None else f"top-1 {accuracy_text(best)}"
-    return (f"\nbest feasible: trial #{best.number}, {what}, latency {best.latency_ms:.2f} ms -> {best_spec}  "
-            f"(python cli.py build --spec {best_spec})")
+    why = (f" (--pick {chosen.rule}, of {len(chosen.tied)} tied)" if len(chosen.tied) > 1
+           else " (the best, no other within the noise)" if best.status == TRAINED else "")
+    return (f"\nbest feasible: trial #{best.number}{why}, {score_text(best)}, latency {best.latency_ms:.2f} ms -> "
+            f"{best_spec}  (python cli.py build --spec {best_spec})")
 
 
 BUSY_CORES = 0.5  # other processes using more than half a core while a candidate was timed: say so

@@ -14,23 +14,33 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from search.records.trial import TrialRecord
+from search.records.front import pick
+from search.records.trial import TRAINED, TrialRecord
 
 FIXED_COLUMNS = (
     "trial",  # the Optuna trial number
     "status",  # trained, over budget, pruned, invalid, failed, running, waiting
     "state",  # Optuna's: COMPLETE, PRUNED, FAIL, RUNNING, WAITING
     "pareto",  # on the feasible Pareto front (decided on seed means where confirmed)
+    "tied",  # picked: the trial best.yaml holds; tied: tied with the best within the noise; else empty
     "named",  # T0..L when the candidate is a named config
+    "repeat_of",  # status repeat: the earlier trial with the same spec (its latency reused, a seed added to it)
+    "rank_by",  # what the front ranks trained trials by: loss (the held-out loss) or top1
     "proxy_top1",  # held-out top-1 after the last epoch, a fraction; trained trials only
     "proxy_loss",  # held-out cross-entropy after the last epoch, nats per image (the same training, scored finer)
     "score",  # a training-free trial's objective (the zero-cost score named in score_name)
     "score_name",
-    "top1",  # what the front is decided on: the seed mean where confirmed, else proxy_top1
+    "loss",  # the held-out loss the front ranks by (rank_by loss): the seed mean where confirmed, else proxy_loss
+    "loss_ci_low",  # its 95% interval: the per-image standard error, and the t-interval over seeds where confirmed
+    "loss_ci_high",
+    "loss_seed_std",  # standard deviation over seeds (confirmed trials only)
+    "top1",  # the seed mean of the top-1 where confirmed, else proxy_top1 (what the front ranks by with rank_by top1)
     "top1_ci_low",  # its 95% interval: binomial on the test split, and over seeds where confirmed
     "top1_ci_high",
     "top1_seed_std",  # standard deviation over seeds (confirmed trials only)
     "seeds",  # how many seeds it was trained with
+    "seed_top1",  # each seed's top-1, SEED:VALUE;SEED:VALUE, its own training first
+    "seed_loss",  # each seed's held-out loss, the same way
     "test_images",  # held-out images the top-1 was measured on
     "learned_nothing",  # true when its top-1 cannot be told apart from chance
     "last_epoch_top1",  # top-1 after the last epoch it trained (a pruned trial's included)
@@ -52,7 +62,8 @@ FIXED_COLUMNS = (
     "outside_cores",  # cores' worth of CPU other processes used while it was timed (a busy machine)
     "steal_share",  # share of the CPU time the hypervisor took away while it was timed
     "gmacs",  # G multiply-adds at batch 1
-    "achieved_gmacs_per_s",  # G multiply-adds per second at the measured latency
+    # G multiply-adds per second: the plots' GFLOPS (the paper counts a multiply-add as one FLOP)
+    "achieved_gflops",
     "params_m",  # millions of parameters
 )
 PARAM_PREFIX = "param_"
@@ -77,25 +88,35 @@ def columns(records: Sequence[TrialRecord]) -> list[str]:
             *(SCORE_PREFIX + n for n in score_names(records)), *LAST_COLUMNS]
 
 
-def row(record: TrialRecord, params: Sequence[str], scores: Sequence[str] = ()) -> dict[str, str]:
-    """One trial's cells, as text."""
+def row(record: TrialRecord, params: Sequence[str], scores: Sequence[str] = (), tied: str = "") -> dict[str, str]:
+    """One trial's cells, as text (`tied`: "picked", "tied" or "")."""
     ci = record.latency_ci_ms or (None, None)
     top1_ci = record.accuracy_ci or (None, None)
+    loss_ci = record.loss_ci or (None, None)
     cells: dict[str, str] = {
         "trial": str(record.number),
         "status": record.status,
         "state": record.state,
         "pareto": "true" if record.pareto else "false",
+        "tied": tied,
         "named": record.named or "",
+        "repeat_of": "" if record.repeat_of is None else str(record.repeat_of),
+        "rank_by": record.rank_by if record.status == TRAINED else "",
         "proxy_top1": _fixed(record.proxy_acc, 4),
         "proxy_loss": _fixed(record.proxy_loss, 4),
         "score": "" if record.score is None else f"{record.score:.6g}",
         "score_name": record.score_name or "",
+        "loss": _fixed(record.loss, 4),
+        "loss_ci_low": _fixed(loss_ci[0], 4),
+        "loss_ci_high": _fixed(loss_ci[1], 4),
+        "loss_seed_std": _fixed(record.loss_std, 4),
         "top1": _fixed(record.accuracy, 4),
         "top1_ci_low": _fixed(top1_ci[0], 4),
         "top1_ci_high": _fixed(top1_ci[1], 4),
         "top1_seed_std": _fixed(record.accuracy_std, 4),
         "seeds": str(len(record.seed_accs)) if record.seed_accs else "",
+        "seed_top1": LIST_SEPARATOR.join(f"{seed}:{value:.4f}" for seed, value in record.seed_accs),
+        "seed_loss": LIST_SEPARATOR.join(f"{seed}:{value:.4f}" for seed, value, _ in record.seed_losses),
         "test_images": "" if record.test_size is None else str(record.test_size),
         "learned_nothing": "true" if record.learned_nothing else ("false" if record.proxy_acc is not None else ""),
         "last_epoch_top1": _fixed(record.last_acc, 4),
@@ -117,7 +138,7 @@ def row(record: TrialRecord, params: Sequence[str], scores: Sequence[str] = ()) 
         "outside_cores": _fixed(record.outside_cores, 2),
         "steal_share": _fixed(record.steal_share, 3),
         "gmacs": _significant(None if record.flops is None else record.flops / 1e9),
-        "achieved_gmacs_per_s": _significant(None if record.flops_per_s is None else record.flops_per_s / 1e9),
+        "achieved_gflops": _significant(None if record.flops_per_s is None else record.flops_per_s / 1e9),
         "params_m": _significant(None if record.param_count is None else record.param_count / 1e6),
     }
     for name in params:
@@ -130,10 +151,16 @@ def row(record: TrialRecord, params: Sequence[str], scores: Sequence[str] = ()) 
     return cells
 
 
-def rows(records: Sequence[TrialRecord]) -> tuple[list[str], list[dict[str, str]]]:
-    """The table's columns and its rows, one per trial in trial order."""
+def rows(records: Sequence[TrialRecord], rule: str | None = None) -> tuple[list[str], list[dict[str, str]]]:
+    """The table's columns and its rows, one per trial in trial order (`rule`: the pick rule that marks the
+    tied set and the picked trial; None: the default)."""
     params, scores = param_names(records), score_names(records)
-    return columns(records), [row(r, params, scores) for r in sorted(records, key=lambda r: r.number)]
+    chosen = pick(list(records), rule) if rule else pick(list(records))
+    marks = {r.number: "tied" for r in chosen.tied} if chosen else {}
+    if chosen:
+        marks[chosen.chosen.number] = "picked"
+    return columns(records), [row(r, params, scores, marks.get(r.number, ""))
+                              for r in sorted(records, key=lambda r: r.number)]
 
 
 def _fixed(value: float | None, decimals: int) -> str:

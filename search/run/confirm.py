@@ -15,7 +15,7 @@ import optuna
 
 from fasternet_space.data import Dataset
 from fasternet_space.proxy import ProxyConfig, ProxyDiverged, train_proxy
-from search.records.study_attrs import store_confirmation
+from search.records.study_attrs import SeedResult, store_confirmation
 from search.records.trial import TRAINED, TrialRecord, read_trials
 
 
@@ -35,7 +35,7 @@ def pending(records: list[TrialRecord], seeds: list[int]) -> list[tuple[TrialRec
 
 
 def confirm(study: optuna.Study, dataset: Dataset, proxy: ProxyConfig, seed: int, count: int,
-            on_result: Callable[[TrialRecord, int, float], None] | None = None,
+            on_result: Callable[[TrialRecord, int, SeedResult], None] | None = None,
             stop: threading.Event | None = None, device: str = "cpu") -> int:
     """Trains (on `device`) what `pending` names until nothing is, or `stop` is set; returns how many ran.
     A training that diverges is skipped (the trial keeps the seeds it has)."""
@@ -54,13 +54,13 @@ def confirm(study: optuna.Study, dataset: Dataset, proxy: ProxyConfig, seed: int
             try:
                 if spec is None:
                     raise ProxyDiverged("no spec stored")
-                accuracy = train_proxy(spec, dataset, proxy, seed=extra_seed, should_stop=stop.is_set,
-                                       device=device).top1[-1]
+                run = train_proxy(spec, dataset, proxy, seed=extra_seed, should_stop=stop.is_set, device=device)
             except ProxyDiverged:
                 skipped.add((record.number, extra_seed))
                 continue
-            store_confirmation(study, record.number, extra_seed, accuracy)
+            result = SeedResult(run.final.top1, run.final.loss, run.final.loss_sd)
+            store_confirmation(study, record.number, extra_seed, result)
             trained += 1
             if on_result is not None:
-                on_result(record, extra_seed, accuracy)
+                on_result(record, extra_seed, result)
     return trained

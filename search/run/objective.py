@@ -1,10 +1,11 @@
 """The search objective: spec -> metrics, cheapest first (count, then latency, then the proxy).
 
-Objectives: maximise proxy_acc, minimise latency_ms. The latency budget is an Optuna constraint;
-a candidate over budget is recorded as infeasible with its measured latency (or the latency a latency
-table predicts, `search.run.latency`) and is never trained
-(its accuracy objective is 0.0 and its record's `proxy_acc` is None). Every attribute is written
-through `TrialWriter`.
+Objectives: maximise the ranking score (minus the held-out loss, or the top-1: `rank_by`), minimise
+latency_ms. The latency budget is an Optuna constraint; a candidate over budget is recorded as infeasible
+with its measured latency (or the latency a latency table predicts, `search.run.latency`) and is never
+trained (its score objective is `untrained_merit`: chance's loss, or 0.0 top-1, and its record's
+`proxy_acc` is None). A spec the study already holds is a repeat (`search.run.repeats`). Every attribute
+is written through `TrialWriter`.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ import torch
 from fasternet_space import count, zero_cost
 from fasternet_space.data import Dataset
 from fasternet_space.paired import load_per_core
-from fasternet_space.proxy import ProxyDiverged, train_proxy
+from fasternet_space.proxy import HeldOut, ProxyDiverged, train_proxy
 from fasternet_space.spec import ArchSpec, SpecError
 from search.config import SearchConfig
 from search.errors import SearchError
 from search.records import study_attrs
-from search.records.trial import TrialRecord, TrialWriter
+from search.records.trial import TRAINED, TrialRecord, TrialWriter
+from search.run import repeats
 from search.run.latency import References, load_table, measure_candidate, screened_out
 from search.run.pruning import CurvePruner
 from search.run.storage import claim_trial
@@ -98,6 +100,7 @@ class Objective:
         self.stop = stop or threading.Event()
         self.table = load_table(config)  # None unless latency is predicted or auto
         self.references = References(config) if config.reference() else None  # paired timing (CPU)
+        self.rank_by = "top1"  # what ranks the study's candidates: read from the study at each trial
 
     def prepare(self, study: optuna.Study) -> float | None:
         """Calibrates the reference now (or reads the study's calibration) for the space's input, if fixed:
@@ -137,19 +140,23 @@ class Objective:
 
     def _evaluate(self, trial: optuna.Trial, writer: TrialWriter) -> tuple[float, float]:
         config = self.config
+        self.rank_by = study_attrs.rank_by(trial.study)
         try:
             spec = self.space.suggest(trial, name=writer.enqueued_name)
         except SpecError as exc:
             writer.invalid(str(exc))
             raise optuna.TrialPruned(f"invalid spec: {exc}") from None
         writer.cost(spec, count(spec))
+        earlier = repeats.earlier_same(trial.study, trial.number, spec) if config.accuracy == "train" else None
+        if earlier is not None:
+            return self._repeat(trial, writer, spec, earlier)
 
         latency_ms = None
         if self.table is not None:
             predicted = self.table.predict(spec, self.space).latency_ms  # the same space: load_table checks
             if config.latency == "predicted" or screened_out(predicted, self.table, config):
                 if not writer.predicted(predicted, config.budget_ms, self.table.protocol, self.table.error_bound):
-                    return 0.0, predicted
+                    return self.untrained_merit, predicted
                 latency_ms = predicted
         if latency_ms is None:
             with device_lock(config.lock_dir, config.device, exclusive=True):
@@ -159,7 +166,7 @@ class Objective:
                 measurement, borderline = measure_candidate(spec, config, reference)
             latency_ms = measurement.latency_ms
             if not writer.measurement(measurement, config.budget_ms, borderline):
-                return 0.0, latency_ms
+                return self.untrained_merit, latency_ms
         if config.accuracy == "none":  # a census: the accuracy objective is a constant the random sampler ignores
             writer.measured_only()
             return 0.0, latency_ms
@@ -175,30 +182,55 @@ class Objective:
             return value, latency_ms
 
         curve: list[float] = []
+        loss_curve: list[float] = []
 
-        def on_epoch(epoch: int, acc: float) -> None:
-            curve.append(acc)
-            writer.epoch(curve)
+        def on_epoch(epoch: int, scores: HeldOut) -> None:
+            curve.append(scores.top1)
+            loss_curve.append(scores.loss)
+            writer.epoch(curve, loss_curve)
             last_epoch = epoch + 1 == config.proxy.epochs  # a fully trained candidate is complete, never pruned
             if self.pruner is None or last_epoch:
                 return
-            verdict = self.pruner.judge(trial.study, trial.number, curve)
+            merits = [-v for v in loss_curve] if self.rank_by == "loss" else curve
+            verdict = self.pruner.judge(trial.study, trial.number, merits)
             if verdict.prune:
-                raise optuna.TrialPruned(writer.pruned(epoch + 1, acc, verdict.threshold, self.pruner.describe(),
-                                                       verdict.compared))
+                raise optuna.TrialPruned(writer.pruned(epoch + 1, merits[-1], verdict.threshold,
+                                                       self.pruner.describe(), verdict.compared, self.rank_by))
 
         try:
             with device_lock(config.lock_dir, config.device, exclusive=False):
-                final = train_proxy(spec, self.dataset, config.proxy, seed=config.seed, on_epoch=on_epoch,
-                                    should_stop=self.stop.is_set, device=config.device)
+                run = train_proxy(spec, self.dataset, config.proxy, seed=config.seed, on_epoch=on_epoch,
+                                  should_stop=self.stop.is_set, device=config.device)
         except ProxyDiverged as exc:
             writer.failure(f"proxy training diverged: {exc}")
             raise
         except (torch.OutOfMemoryError, MemoryError) as exc:
             writer.failure(f"out of memory while training: {_first_line(exc)}")
             raise
-        acc = final.top1[-1]
-        if not math.isfinite(acc):
-            raise ProxyDiverged(f"held-out accuracy is {acc}")
-        writer.proxy_result(acc, len(self.dataset.test_y), self.dataset.classes, config.seed, loss=final.loss[-1])
-        return acc, latency_ms
+        scores = run.final
+        if not math.isfinite(scores.top1):
+            raise ProxyDiverged(f"held-out accuracy is {scores.top1}")
+        writer.proxy_result(scores.top1, len(self.dataset.test_y), self.dataset.classes, config.seed, loss=scores.loss,
+                            loss_sd=scores.loss_sd, train_loss=run.train_loss[-1] if run.train_loss else None)
+        return (-scores.loss if self.rank_by == "loss" else scores.top1), latency_ms
+
+    @property
+    def untrained_merit(self) -> float:
+        """The score objective of a candidate never trained (over budget): a guess's, minus ln(classes) for
+        the loss (so that a sampler reads it as bad, not as a loss of zero), 0.0 for top-1."""
+        return -math.log(self.dataset.classes) if self.rank_by == "loss" else 0.0
+
+    def _repeat(self, trial: optuna.Trial, writer: TrialWriter, spec: ArchSpec,
+                earlier: TrialRecord) -> tuple[float, float]:
+        """A spec the study already holds: the earlier trial's latency and verdict, and where it was trained,
+        one more seed of its training (stored as a seed of the earlier trial, as a confirmation is)."""
+        writer.repeat(earlier, self.config.budget_ms)
+        if earlier.status != TRAINED:  # over budget: nothing to add
+            return self.untrained_merit, earlier.latency_ms
+        seed = repeats.next_seed(earlier, self.config.seed)
+        with device_lock(self.config.lock_dir, self.config.device, exclusive=False):
+            scores = train_proxy(spec, self.dataset, self.config.proxy, seed=seed, should_stop=self.stop.is_set,
+                                 device=self.config.device).final
+        study_attrs.store_confirmation(trial.study, earlier.number, seed,
+                                       study_attrs.SeedResult(scores.top1, scores.loss, scores.loss_sd))
+        return repeats.reread(trial.study, earlier.number).merit, earlier.latency_ms

@@ -1,8 +1,9 @@
-"""Stopping rules over the per-epoch proxy accuracy of a multi-objective study.
+"""Stopping rules over the per-epoch ranking score of a multi-objective study.
 
 Optuna's pruners read intermediate values, and `Trial.report` is not supported for multi-objective
-studies, so each trial stores its per-epoch top-1 in its record (`TrialRecord.curve`) and these rules
-(Optuna's median and percentile stopping rules) compare a running trial with earlier ones there.
+studies, so each trial stores its per-epoch held-out top-1 and loss in its record (`TrialRecord.curve`,
+`loss_curve`) and these rules (Optuna's median and percentile stopping rules) compare a running trial's
+ranking score (`TrialRecord.merit_curve`: minus the loss, or the top-1) with earlier ones there.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search.errors import SearchError
+from search.records import study_attrs
 from search.records.trial import TrialRecord
 
 PRUNERS = ("median", "percentile", "none")
@@ -38,12 +40,14 @@ class CurvePruner:
         return "median" if self.percentile == 50 else f"{self.percentile:g}th percentile"
 
     def judge(self, study: optuna.Study, trial_number: int, curve: list[float]) -> Verdict:
+        """`curve`: the running trial's ranking score after each epoch so far (higher is better)."""
         epoch = len(curve) - 1
         if len(curve) <= self.n_warmup_epochs:
             return Verdict(False)
-        records = (TrialRecord.from_trial(t) for t in
+        rank_by = study_attrs.rank_by(study)
+        records = (TrialRecord.from_trial(t, rank_by=rank_by) for t in
                    study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-        others = [r.curve[epoch] for r in records if r.number != trial_number and len(r.curve) > epoch]
+        others = [r.merit_curve[epoch] for r in records if r.number != trial_number and len(r.merit_curve) > epoch]
         if len(others) < max(self.n_startup_trials, 1):
             return Verdict(False)
         threshold = float(np.percentile(others, self.percentile))

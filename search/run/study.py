@@ -10,7 +10,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import optuna
-from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from fasternet_space import NAMED_SPECS, zero_cost
@@ -24,7 +23,7 @@ from search.run.confirm import confirm
 from search.run.objective import Objective
 from search.run.pruning import make_pruner
 from search.run.storage import fail_stale_trials, make_storage, redact
-from search.run.workers import start_workers, wait_for_workers
+from search.run.workers import StopWhenFull, room_left, start_workers, wait_for_workers
 from search.space import SearchSpace
 
 DIRECTIONS = ["maximize", "minimize"]  # proxy_acc, latency_ms
@@ -60,11 +59,16 @@ def open_study(config: SearchConfig, space: SearchSpace) -> tuple[optuna.Study, 
     so of several workers started at once exactly one creates it. A resumed study must have the same setting."""
     storage = make_storage(config.storage, config.heartbeat_s)
     name = config.resolved_study_name(space.name)
-    # Workers, and a resumed run, must not replay the same random suggestions: offset the seed by the
-    # worker and by the trials already there (a single fresh run keeps exactly the configured seed).
+    # Workers, and a resumed run, must not replay the same random suggestions: the seed mixed with the
+    # worker and the trials already there (a single fresh run keeps exactly the configured seed). Mixed, not
+    # added: machines with seeds 1 and 2 joining at 5 and 4 trials would otherwise both draw with seed 6.
+    import hashlib
+
     existing = _trial_count(storage, name)
-    sampler = make_sampler(config.sampler, space, config.seed + 1000 * config.worker_index + existing,
-                           config.n_trials)
+    offset = (config.worker_index, existing)
+    mixed = hashlib.sha256(f"{config.seed}/{offset[0]}/{offset[1]}".encode()).digest()
+    seed = config.seed if offset == (0, 0) else int.from_bytes(mixed[:4], "big") >> 1
+    sampler = make_sampler(config.sampler, space, seed, config.n_trials)
     setting = config.setting()
     where = redact(config.storage)
     try:
@@ -78,9 +82,11 @@ def open_study(config: SearchConfig, space: SearchSpace) -> tuple[optuna.Study, 
         raise SearchError("study_name", repr(name), f"the study in {where} is not a fasternet-space search; "
                           "allowed: another study name")
     stored = study_attrs.setting(study)
-    if stored is None:  # created by another worker a moment ago, which is setting it now
-        time.sleep(1.0)
-        stored = study_attrs.setting(study) or setting
+    deadline = time.monotonic() + 10.0  # many workers started at once on a busy database: the creator is slow
+    while stored is None and time.monotonic() < deadline:  # created by another worker a moment ago
+        time.sleep(0.5)
+        stored = study_attrs.setting(study)
+    stored = stored or setting
     differ = [k for k in {**stored, **setting} if k != "space" and stored.get(k) != setting.get(k)]
     if differ:
         was = ", ".join(f"{k} {_show(stored.get(k))}" for k in differ)
@@ -90,13 +96,33 @@ def open_study(config: SearchConfig, space: SearchSpace) -> tuple[optuna.Study, 
     return study, False
 
 
+def settle_rank_by(study: optuna.Study, created: bool, config: SearchConfig) -> tuple[SearchConfig, str | None]:
+    """What ranks the study's trained candidates, with a note for the user where it is not what a new study
+    would use. A new study stores it (loss unless asked otherwise); a resumed one keeps its own, and asking
+    for another is refused."""
+    if config.accuracy != "train":  # a training-free search or a census: scores, not trainings, rank
+        return config, None
+    if created:
+        study_attrs.store_rank_by(study, config.rank_by or "loss")
+        return replace(config, rank_by=config.rank_by or "loss"), None
+    stored = study_attrs.rank_by(study)
+    if config.rank_by is not None and config.rank_by != stored:
+        raise SearchError("rank_by", config.rank_by, f"the study {study.study_name!r} ranks its candidates by "
+                          f"{stored}; allowed: --rank-by {stored} to resume it, or another study name")
+    note = None
+    if study.user_attrs.get(study_attrs.RANK_BY) is None:
+        note = ("this study was made before candidates were ranked by held-out loss: it stays ranked by top-1 "
+                "(--rank-by top1); start a new study (another --study-name) to rank by loss")
+    return replace(config, rank_by=stored), note
+
+
 def _show(value: Any) -> str:
     return "another version of the file" if isinstance(value, str) and len(value) == 64 else str(value)
 
 
 def _trial_count(storage: optuna.storages.BaseStorage, name: str) -> int:
-    try:
-        return len(optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False))
+    try:  # a count in the database: loading the trials takes seconds per worker in a study of thousands
+        return storage.get_n_trials(storage.get_study_id_from_name(name))
     except KeyError:
         return 0
 
@@ -188,6 +214,8 @@ class SearchOutcome:
     notes: list[str] = field(default_factory=list)  # what the user should know about this setting
     confirmations: int = 0  # retrainings with other seeds done by this run
     budget_ms: float | None = None  # the budget in ms (a budget in reference units: as calibrated)
+    rank_by: str | None = None  # what ranked the trained candidates: loss or top1
+    pick: str | None = None  # the rule that picks best.yaml among the candidates tied with the best
 
 
 def run_search(config: SearchConfig, on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
@@ -212,7 +240,11 @@ def run_search(config: SearchConfig, on_trial: Callable[[optuna.Study, FrozenTri
                            max_train=config.max_train_samples, max_test=config.max_test_samples)
     check_space(space, dataset)
     study, created = open_study(config, space)
-    outcome = SearchOutcome(study, budget_ms=config.budget_ms)
+    config, rank_note = settle_rank_by(study, created, config)
+    if config.worker_index == 0:
+        study_attrs.store_pick(study, config.pick)
+    outcome = SearchOutcome(study, budget_ms=config.budget_ms, rank_by=config.rank_by, pick=config.pick)
+    outcome.notes += [rank_note] if rank_note else []
     outcome.stale_failed = fail_stale_trials(study)
     outcome.enqueued = enqueue_named(study, space) if config.named and created else []
     if kept and not study_attrs.screened(study):  # once, by the run that screened
@@ -228,21 +260,23 @@ def run_search(config: SearchConfig, on_trial: Callable[[optuna.Study, FrozenTri
     config = objective.config  # a budget in reference units is in ms from here on
     workers = start_workers(config, study.study_name, config.workers - 1)
     start = time.perf_counter()
-    remaining = config.n_trials - count_finished(study)
+    room = room_left(study, config.n_trials)  # waiting trials (named configs, retries) first, then up to n_trials
+    cap = 3 * max(config.n_trials - count_finished(study), room) + 5
 
     def stop_when_asked(study: optuna.Study, trial: FrozenTrial) -> None:
         if stop.is_set():
             study.stop()
 
-    callbacks = [MaxTrialsCallback(config.n_trials, states=FINISHED)]
+    callbacks = [StopWhenFull(config.n_trials)]  # counts what other workers run, so the study ends at n_trials
     if on_trial is not None:
         callbacks.append(on_trial)
     callbacks.append(stop_when_asked)
     try:
-        if remaining > 0:
+        if room > 0:
             # Failed trials do not count toward n_trials; the cap only stops a study whose every trial fails.
-            study.optimize(objective, n_trials=3 * remaining + 5, timeout=config.timeout_s, callbacks=callbacks,
-                           catch=(Exception,), gc_after_trial=True)
+            # gc after a training frees its tensors; a census trial needs none (it was most of its CPU time)
+            study.optimize(objective, n_trials=cap, timeout=config.timeout_s, callbacks=callbacks,
+                           catch=(Exception,), gc_after_trial=config.accuracy == "train")
     except KeyboardInterrupt:
         stop.set()
     finally:

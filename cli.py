@@ -269,7 +269,7 @@ def bench_models(specs, device, threads, batch_size, input_size, runtime, fmt) -
 @click.option("--heartbeat", "heartbeat_s", type=int, default=SearchConfig.heartbeat_s, show_default=True,
               callback=positive("--heartbeat"),
               help="Seconds between a worker's heartbeats; a trial silent for 3x this long is failed and retried.")
-@click.option("--out-spec", type=click.Path(dir_okay=False), help="Where to write the best feasible spec "
+@click.option("--out-spec", type=click.Path(dir_okay=False), help="Where to write the picked spec (--pick) "
               "[default: runs/STUDY/best.yaml].")
 @click.option("--export", "export_dir", type=click.Path(file_okay=False), help="Write plots, CSV and the best spec here.")
 @click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
@@ -340,7 +340,7 @@ def echoed(lines_of):
 
 
 def print_search_summary(outcome, budget_ms, best_path, export_dir) -> None:
-    """Prints the summary; saves the best feasible spec and, with --export, the study's plots and CSV."""
+    """Prints the summary; saves the picked spec and, with --export, the study's plots and CSV."""
     from search import best_feasible, read_trials
     from search.records import study_attrs
     from search.report.export import export_study, save_best_spec
@@ -365,7 +365,8 @@ def print_search_summary(outcome, budget_ms, best_path, export_dir) -> None:
               help="FILE.html (offline), .png/.svg/.pdf (need Chromium), .csv or .json (one row per trial).")
 @click.option("--latency-budget", "budget", help="Budget line to draw [default: the study's own].")
 def pareto(study_name, storage, out, budget) -> None:
-    """Export a study: accuracy vs measured latency with the Pareto front, and FLOPs vs latency (FLOPS lines)."""
+    """Export a study: its ranking score (held-out loss, or top-1) vs measured latency with the Pareto front, the
+    tied set and the pick, and FLOPs vs latency (FLOPS lines)."""
     from search import load_study, parse_budget
     from search.report.export import write_report
 

@@ -66,7 +66,7 @@ def loss_seed_interval(losses: Sequence[float], sds: Sequence[float], n: int) ->
     if k > 1:
         half = t_quantile(k - 1) * std / math.sqrt(k)
         low, high = min(low, mean - half), max(high, mean + half)
-    return mean, std, low, high
+    return mean, std, max(low, 0.0), high  # a cross-entropy is never negative
 
 
 def edf(values: Sequence[float]) -> tuple[list[float], list[float]]:

@@ -128,6 +128,9 @@ class SearchConfig:
             raise SearchError("accuracy", repr(self.accuracy), f"not known; allowed: {', '.join(allowed_accuracy)}")
         if self.rank_by is not None and self.rank_by not in RANK_SCORES:
             raise SearchError("rank_by", repr(self.rank_by), f"not known; allowed: {', '.join(RANK_SCORES)}")
+        if self.rank_by is not None and self.accuracy != "train":
+            raise SearchError("rank_by", self.rank_by, f"ranks trained candidates, and --proxy is {self.accuracy}; "
+                              "allowed: --rank-by with --proxy train")
         if self.pick not in PICK_RULES:
             raise SearchError("pick", repr(self.pick), f"not known; allowed: {', '.join(PICK_RULES)}")
         if self.screen < 0 or isinstance(self.screen, bool):

@@ -93,26 +93,34 @@ def importance_figure(analysis: Analysis) -> go.Figure:
 
 
 def edf_figure(group: EdfGroup) -> go.Figure:
-    """The EDF of proxy error per value or bin of one parameter (pycls style), n on each curve."""
+    """The EDF of the error (held-out loss, or top-1 error in %) per value or bin of one parameter (pycls
+    style), n on each curve."""
     fig = go.Figure()
+    by_loss = group.metric == "loss"
+    scale, unit, what = (1.0, "", "held-out loss") if by_loss else (100.0, "%", "proxy error")
+    digits = 3 if by_loss else 1
     for i, curve in enumerate(group.curves):
-        xs = [100 * curve.errors[0]] + [100 * e for e in curve.errors]
+        xs = [scale * curve.errors[0]] + [scale * e for e in curve.errors]
         ys = [0.0] + curve.cdf
-        name = f"{curve.label}  n={curve.n} | min {100 * curve.min_error:.1f} | mean {100 * curve.mean_error:.1f}"
+        name = (f"{curve.label}  n={curve.n} | min {scale * curve.min_error:.{digits}f} | "
+                f"mean {scale * curve.mean_error:.{digits}f}")
         fig.add_trace(go.Scatter(
             x=xs, y=ys, mode="lines", line=dict(shape="hv", width=2, color=PALETTE[i % len(PALETTE)],
                                                 dash="solid" if curve.stable else "dot"),
             name=name + ("" if curve.stable else " (few)"), showlegend=True,  # plotly hides a lone trace's
-            hovertemplate=f"{group.param}={curve.label}: %{{y:.0%}} of {curve.n} at error ≤ %{{x:.1f}}%<extra></extra>"))
+            hovertemplate=f"{group.param}={curve.label}: %{{y:.0%}} of {curve.n} at {what} ≤ "
+                          f"%{{x:.{digits}f}}{unit}<extra></extra>"))
     if not group.curves:
         fig.add_annotation(text="no trained trials", x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
                            font=dict(color="#777"))
-    fig.update_layout(title=dict(text=f"EDF of proxy error by {group.param}", x=0.01, y=1, yanchor="top",
+    fig.update_layout(title=dict(text=f"EDF of {what} by {group.param}", x=0.01, y=1, yanchor="top",
                                  pad=dict(t=MODEBAR_PX)), font=FONT, height=340 + MODEBAR_PX,
                       margin=dict(l=10, r=10, t=top_margin(1), b=40),
-                      legend=dict(title=dict(text=f"{group.param}  n | min | mean error %"), x=0.99, xanchor="right",
+                      legend=dict(title=dict(text=f"{group.param}  n | min | mean {what} {unit}".rstrip()), x=0.99,
+                                  xanchor="right",
                                   y=0.02, yanchor="bottom", bgcolor="rgba(255,255,255,0.75)"),
-                      xaxis=dict(title="proxy error (%)"), yaxis=dict(title="cumulative share", range=[0, 1.02]))
+                      xaxis=dict(title=f"{what} ({unit or 'nats'})"), yaxis=dict(title="cumulative share",
+                                                                                  range=[0, 1.02]))
     return fig
 
 

@@ -68,7 +68,8 @@ def html_report(analysis: Analysis) -> str:
                  + "; ".join(f"{e(target_title(a, t))}: {e(d)}" for t, d in a.targets.items())
                  + ". Evaluated by Optuna's fANOVA and PED-ANOVA over the space's free parameters.</p>")
     parts.append(_plot(importance_figure(a), first=True))
-    parts.append(f"<h2>EDFs of proxy error ({a.n_edf} sampled trained trials)</h2><p>pycls style: for each value "
+    what = "held-out loss" if a.edfs and a.edfs[0].metric == "loss" else "proxy error"
+    parts.append(f"<h2>EDFs of {what} ({a.n_edf} sampled trained trials)</h2><p>pycls style: for each value "
                  "(or bin) of a parameter, the share of its trained trials with at most a given error; a curve "
                  "further left is a better choice. Dotted: fewer than 10 trials.</p><div class='grid'>")
     if a.n_edf:

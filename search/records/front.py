@@ -44,7 +44,11 @@ class Pick:
     tied: tuple[TrialRecord, ...]  # tied with `best` within the noise (itself included), fastest first
     rule: str  # one of PICK_RULES
     chosen: TrialRecord  # what best.yaml holds
-    confirmed: bool  # the tied set was decided on seed means (False: on single trainings)
+
+    @property
+    def confirmed(self) -> bool:
+        """Whether the tied set was decided on seed means (False: on a single training somewhere)."""
+        return all(r.confirmed for r in self.tied)
 
     @property
     def reason(self) -> str:
@@ -52,14 +56,15 @@ class Pick:
 
 
 def tied_set(records: list[TrialRecord]) -> tuple[TrialRecord, ...]:
-    """The trained trials within budget whose ranking score's 95% interval overlaps the best's, fastest
-    first. Where trials were confirmed with more seeds, only confirmed ones are compared (a single
-    training's interval misses the seed noise, the larger part). Empty without a trained trial."""
+    """The members of the Pareto front whose ranking score's 95% interval overlaps the best's, fastest
+    first. Only the front: a trial off it is beaten on both latency and score by a member, so it is never
+    the answer, whatever its interval (one with fewer seeds has a wider one). Confirmation gives every front
+    member the same seeds. Empty without a trained trial."""
     best = best_feasible(records)
     if best is None or best.status != TRAINED:
         return ()
-    trained = [r for r in records if r.status == TRAINED and r.merit is not None and r.latency_ms is not None]
-    pool = [r for r in trained if r.confirmed] if best.confirmed else trained
+    pool = [r for r in records if r.pareto and r.status == TRAINED and r.merit is not None
+            and r.latency_ms is not None]
     best_ci = best.merit_ci
     tied = [r for r in pool if r.number == best.number or (
         best_ci is not None and r.merit_ci is not None and r.merit_ci[1] >= best_ci[0] and best_ci[1] >= r.merit_ci[0])]
@@ -81,7 +86,7 @@ def pick(records: list[TrialRecord], rule: str = DEFAULT_PICK) -> Pick | None:
         chosen = max(tied, key=lambda r: (r.flops or 0, r.merit))
     else:
         chosen = best
-    return Pick(best, tied, rule, chosen, best.confirmed)
+    return Pick(best, tied, rule, chosen)
 
 
 def standing(record: TrialRecord, front: list[TrialRecord]) -> str:

@@ -26,8 +26,12 @@ RANK_SCORES = ("loss", "top1")
 PICK_RULES = ("fastest", "best-score", "most-flops")
 
 
-def write_new(study: optuna.Study, setting: dict[str, Any], proxy_setup: dict[str, Any], sampler: str) -> None:
-    """What the creator of a study records once."""
+def write_new(study: optuna.Study, setting: dict[str, Any], proxy_setup: dict[str, Any], sampler: str,
+              rank_by: str | None = None) -> None:
+    """What the creator of a study records once (`rank_by` before the setting: a worker that waits for the
+    setting then reads both)."""
+    if rank_by is not None:
+        study.set_user_attr(RANK_BY, rank_by)
     study.set_user_attr(SETTING, setting)
     study.set_user_attr(PROXY_SETUP, proxy_setup)
     study.set_user_attr(SAMPLERS, [sampler])

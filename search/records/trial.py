@@ -47,7 +47,7 @@ class Key:
     LOSS_CURVE = "proxy_loss_curve"  # held-out cross-entropy after each epoch
     TRAIN_LOSS = "proxy_train_loss"  # TSE-E: the training loss averaged over the last epoch's steps
     REPEAT_OF = "repeat_of"  # the earlier trial holding the same spec: its measurements reused, one more seed trained
-    PRUNED_BELOW = "pruned_below"  # the threshold a pruned trial's top-1 fell under
+    PRUNED_BELOW = "pruned_below"  # the ranking score (top-1, or minus the held-out loss) a pruned trial fell under
     REASON = "fail_reason"  # why it was not trained or did not finish
     TEST_SIZE = "test_size"  # held-out images the top-1 was measured on
     CHANCE = "chance"  # top-1 of guessing (1 / classes)
@@ -87,7 +87,7 @@ class TrialRecord:
     number: int
     state: str  # Optuna's: COMPLETE, PRUNED, FAIL, RUNNING, WAITING
     status: str  # one of STATUSES
-    pareto: bool  # on Optuna's feasible Pareto front (study.best_trials)
+    pareto: bool  # on the feasible Pareto front of the ranking score and latency (read_trials)
     params: dict[str, Any]  # the searched parameters, as Optuna suggested them
     named: str | None
     spec: dict[str, Any] | None  # every ArchSpec field

@@ -222,7 +222,7 @@ def _tied_lines(chosen: Pick | None) -> list[str]:
     if chosen is None or chosen.best.status != TRAINED:
         return []
     what = score_name(chosen.best.rank_by)
-    seeds = "seed means, " if chosen.confirmed else "single trainings (no confirmation: --confirm 1), "
+    seeds = "seed means, " if chosen.confirmed else "some on a single training (--confirm 1, or interrupted), "
     members = ", ".join(_label(r) + f" ({r.latency_ms:.2f} ms)" for r in chosen.tied)
     return [f"\ntied with the best (#{chosen.best.number}) within the noise ({seeds}95% intervals of the {what} "
             f"overlap): {len(chosen.tied)} candidate(s): {members}",

@@ -208,8 +208,8 @@ class Objective:
             writer.failure(f"out of memory while training: {_first_line(exc)}")
             raise
         scores = run.final
-        if not math.isfinite(scores.top1):
-            raise ProxyDiverged(f"held-out accuracy is {scores.top1}")
+        if not (math.isfinite(scores.top1) and math.isfinite(scores.loss)):
+            raise ProxyDiverged(f"held-out top-1 {scores.top1}, loss {scores.loss}")
         writer.proxy_result(scores.top1, len(self.dataset.test_y), self.dataset.classes, config.seed, loss=scores.loss,
                             loss_sd=scores.loss_sd, train_loss=run.train_loss[-1] if run.train_loss else None)
         return (-scores.loss if self.rank_by == "loss" else scores.top1), latency_ms
@@ -231,6 +231,8 @@ class Objective:
         with device_lock(self.config.lock_dir, self.config.device, exclusive=False):
             scores = train_proxy(spec, self.dataset, self.config.proxy, seed=seed, should_stop=self.stop.is_set,
                                  device=self.config.device).final
+        if not (math.isfinite(scores.top1) and math.isfinite(scores.loss)):
+            raise ProxyDiverged(f"held-out top-1 {scores.top1}, loss {scores.loss} (seed {seed} of #{earlier.number})")
         study_attrs.store_confirmation(trial.study, earlier.number, seed,
                                        study_attrs.SeedResult(scores.top1, scores.loss, scores.loss_sd))
         return repeats.reread(trial.study, earlier.number).merit, earlier.latency_ms

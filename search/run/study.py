@@ -73,8 +73,9 @@ def open_study(config: SearchConfig, space: SearchSpace) -> tuple[optuna.Study, 
     where = redact(config.storage)
     try:
         study = optuna.create_study(storage=storage, study_name=name, directions=DIRECTIONS, sampler=sampler)
-        study_attrs.write_new(study, setting, config.proxy_setup(), config.sampler)
-        study.set_metric_names(["proxy_acc", "latency_ms"])
+        rank_by = (config.rank_by or "loss") if config.accuracy == "train" else None
+        study_attrs.write_new(study, setting, config.proxy_setup(), config.sampler, rank_by)
+        study.set_metric_names(["minus_heldout_loss" if rank_by == "loss" else "proxy_acc", "latency_ms"])
         return study, True
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(storage=storage, study_name=name, sampler=sampler)
@@ -102,10 +103,9 @@ def settle_rank_by(study: optuna.Study, created: bool, config: SearchConfig) -> 
     for another is refused."""
     if config.accuracy != "train":  # a training-free search or a census: scores, not trainings, rank
         return config, None
+    stored = study_attrs.rank_by(study)  # a new study's was written with its setting (open_study)
     if created:
-        study_attrs.store_rank_by(study, config.rank_by or "loss")
-        return replace(config, rank_by=config.rank_by or "loss"), None
-    stored = study_attrs.rank_by(study)
+        return replace(config, rank_by=stored), None
     if config.rank_by is not None and config.rank_by != stored:
         raise SearchError("rank_by", config.rank_by, f"the study {study.study_name!r} ranks its candidates by "
                           f"{stored}; allowed: --rank-by {stored} to resume it, or another study name")
@@ -152,7 +152,7 @@ def screen(config: SearchConfig, space: SearchSpace, on_trial: Callable | None =
     `config.keep` share of the feasible ones by the zero-cost vote (named configs left out: they are
     enqueued in the trained study anyway), with the screening run's outcome."""
     main_name = config.resolved_study_name(space.name)
-    screening = replace(config, study_name=f"{main_name}-screen", accuracy="zero-cost:vote", n_trials=config.screen,
+    screening = replace(config, study_name=f"{main_name}-screen", accuracy="zero-cost:vote", rank_by=None, n_trials=config.screen,
                         screen=0, confirm=1, zero_cost_scores=True)
     outcome = run_search(screening, on_trial=on_trial, stop=stop)
     scored = {r.number: r for r in read_trials(outcome.study)

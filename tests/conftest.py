@@ -84,3 +84,11 @@ def quiet_optuna():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         yield
+
+
+def distinct_draws_study():
+    """A study whose first five draws of TINY_SPACE are different networks (a network drawn again would be a
+    repeat of the first, with no measurement of its own: search.run.repeats)."""
+    import optuna
+
+    return optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=1))

@@ -10,7 +10,7 @@ from search import SearchConfig, SearchSpace, TrialRecord
 from search.records.trial import OVER_BUDGET
 from search.run import latency as latency_module
 from search.run.latency import longer, measure_candidate
-from tests.conftest import QUICK_TIMING, TINY_SPACE
+from tests.conftest import QUICK_TIMING, TINY_SPACE, distinct_draws_study
 
 
 def _measurement(median, low, high, policy):
@@ -119,7 +119,7 @@ def _objective_with(monkeypatch, tmp_path, budget_ms, mode, part_ms):
 
 def test_auto_records_a_far_over_budget_candidate_without_building_it(monkeypatch, tmp_path, quiet_optuna):
     objective, built = _objective_with(monkeypatch, tmp_path, budget_ms=1.0, mode="auto", part_ms=100.0)
-    study = optuna.create_study(directions=["maximize", "minimize"])
+    study = distinct_draws_study()
     study.optimize(objective, n_trials=2)
     for trial in study.trials:
         record = TrialRecord.from_trial(trial)
@@ -155,7 +155,7 @@ def test_auto_measures_a_candidate_the_table_cannot_rule_out(monkeypatch, tmp_pa
 
 def test_predicted_mode_measures_nothing(monkeypatch, tmp_path, quiet_optuna):
     objective, built = _objective_with(monkeypatch, tmp_path, budget_ms=1e6, mode="predicted", part_ms=1.0)
-    study = optuna.create_study(directions=["maximize", "minimize"])
+    study = distinct_draws_study()
     study.optimize(objective, n_trials=2)
     for trial in study.trials:
         record = TrialRecord.from_trial(trial)

@@ -15,7 +15,7 @@ from search.records.trial import OVER_BUDGET, PRUNED, TRAINED, Key
 from search.run import objective as objective_module
 from search.run.objective import Objective
 from tests.cli_helpers import assert_one_line_error, run_cli
-from tests.conftest import QUICK_TIMING, TINY_SPACE
+from tests.conftest import QUICK_TIMING, TINY_SPACE, distinct_draws_study
 
 
 @pytest.fixture
@@ -51,12 +51,6 @@ def test_bad_budget_strings(text):
         parse_budget(text)
 
 
-def _distinct_draws_study():
-    """A study whose first draws of the tiny space are different networks (a network drawn again would be a
-    repeat of the first, with no measurement of its own: search.run.repeats)."""
-    return optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=1))
-
-
 def _objective(space, budget_ms, epochs=1):
     dataset = load_dataset("digits", 32, max_train=64, max_test=32)
     config = SearchConfig(budget_ms=budget_ms, timing=QUICK_TIMING, proxy=ProxyConfig(epochs=epochs, resolution=32))
@@ -67,7 +61,7 @@ def test_over_budget_candidates_are_never_trained(monkeypatch):
     calls = []
     monkeypatch.setattr(objective_module, "train_proxy", lambda *a, **k: calls.append(a) or ProxyRun([0.5], [1.0]))
     space = SearchSpace.from_dict(TINY_SPACE)
-    study = _distinct_draws_study()
+    study = distinct_draws_study()
     study.optimize(_objective(space, 1e-6), n_trials=3)
     assert calls == []
     for trial in study.trials:
@@ -82,7 +76,7 @@ def test_over_budget_candidates_are_never_trained(monkeypatch):
 
 def test_the_final_epochs_top1_and_held_out_loss_are_stored(monkeypatch):
     monkeypatch.setattr(objective_module, "train_proxy", lambda *a, **k: ProxyRun([0.4, 0.5], [1.7, 1.2], [2.0, 1.5]))
-    study = _distinct_draws_study()
+    study = distinct_draws_study()
     study.optimize(_objective(SearchSpace.from_dict(TINY_SPACE), 1e6, epochs=2), n_trials=1)
     record = TrialRecord.from_trial(study.trials[0])
     assert (record.proxy_acc, record.proxy_loss) == (0.5, 1.2) and study.trials[0].values[0] == 0.5
@@ -90,7 +84,7 @@ def test_the_final_epochs_top1_and_held_out_loss_are_stored(monkeypatch):
 
 def test_feasible_trials_store_every_metric():
     space = SearchSpace.from_dict(TINY_SPACE)
-    study = _distinct_draws_study()
+    study = distinct_draws_study()
     study.optimize(_objective(space, 1e6), n_trials=2)
     records = read_trials(study)
     for trial, record in zip(study.trials, records, strict=True):
@@ -240,7 +234,7 @@ def test_pruning_stops_hopeless_candidates_but_never_a_fully_trained_one():
     for epochs, expected in ((1, TRAINED), (2, PRUNED)):
         objective = _objective(space, 1e6, epochs=epochs)
         objective.pruner = always
-        study = _distinct_draws_study()
+        study = distinct_draws_study()
         # A perfect earlier curve that every candidate falls below.
         study.add_trial(optuna.trial.create_trial(values=[1.0, 1.0], user_attrs={Key.CURVE: [1.0, 1.0]}))
         study.optimize(objective, n_trials=1)

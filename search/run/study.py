@@ -272,11 +272,21 @@ def run_search(config: SearchConfig, on_trial: Callable[[optuna.Study, FrozenTri
         callbacks.append(on_trial)
     callbacks.append(stop_when_asked)
     try:
-        if room > 0:
+        while room > 0:
             # Failed trials do not count toward n_trials; the cap only stops a study whose every trial fails.
             # gc after a training frees its tensors; a census trial needs none (it was most of its CPU time)
-            study.optimize(objective, n_trials=cap, timeout=config.timeout_s, callbacks=callbacks,
+            timeout = None if config.timeout_s is None else config.timeout_s - (time.perf_counter() - start)
+            if timeout is not None and timeout <= 0:
+                break
+            study.optimize(objective, n_trials=cap, timeout=timeout, callbacks=callbacks,
                            catch=(Exception,), gc_after_trial=config.accuracy == "train")
+            if stop.is_set():
+                break
+            # A dead worker's trial that this worker fails only now leaves its retry waiting: run it before
+            # ending (only the worker that failed it goes on, so no other starts a surplus trial).
+            failed_now = fail_stale_trials(study)
+            outcome.stale_failed += failed_now
+            room = room_left(study, config.n_trials) if failed_now else 0
     except KeyboardInterrupt:
         stop.set()
     finally:

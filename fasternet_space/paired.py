@@ -52,7 +52,9 @@ class RatioTiming:
     verdict: str | None  # OVER / UNDER when the interval lay wholly on one side of the threshold; else None
     candidate_ms: float  # the candidate's own median in this run (absolute: moves with the machine)
     reference_ms: float  # the reference's own median in this run
+    reference_min_ms: float  # its fastest call in this run: the machine's speed at the time, read as calibrations are
     seconds: float  # time spent timing (warm-up included)
+    ratios: tuple[float, ...] = ()  # every pair's ratio, in the order timed
 
 
 def time_ratio(candidate: Callable[[], Any], reference: Callable[[], Any], device: torch.device,
@@ -88,7 +90,8 @@ def time_ratio(candidate: Callable[[], Any], reference: Callable[[], Any], devic
             return RatioTiming(ratio=median, ratio_ci=(low, high), pairs=n, stable=stable, verdict=verdict,
                                candidate_ms=median_ci(own["candidate"])[0],
                                reference_ms=median_ci(own["reference"])[0],
-                               seconds=clock() - started)
+                               reference_min_ms=min(own["reference"]),
+                               seconds=clock() - started, ratios=tuple(ratios))
 
 
 def _verdict(low: float, high: float, threshold: float | None) -> str | None:

@@ -75,6 +75,7 @@ def relative_measurement(candidate: ModelSession, timing: RatioTiming, calibrati
     relative = {"reference": calibration.reference, "ratio": timing.ratio, "ratio_ci": list(timing.ratio_ci),
                 "pairs": timing.pairs, "verdict": timing.verdict, "seconds": timing.seconds,
                 "candidate_ms_this_run": timing.candidate_ms, "reference_ms_this_run": timing.reference_ms,
+                "reference_min_ms_this_run": timing.reference_min_ms,
                 "calibration": calibration.to_dict(), "outside_cores": machine.outside_cores,
                 "steal_share": machine.steal_share}
     return Measurement(latency_ms=latency_ms,

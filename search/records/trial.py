@@ -123,6 +123,7 @@ class TrialRecord:
     latency_early: str | None = None  # "over"/"under": timing stopped once the interval lay wholly on that side
     outside_cores: float | None = None  # cores' worth of CPU other processes used while it was timed
     steal_share: float | None = None  # share of CPU time the hypervisor took away while it was timed
+    reference_min_ms: float | None = None  # the reference's fastest call among its pairs: the machine's speed then
     rank_by: str = "top1"  # what ranks its study's trained trials: "loss" (lower is better) or "top1"
     # (seed, held-out loss, its per-image sd): its own training first, then confirmations that stored a loss
     seed_losses: tuple[tuple[int, float, float | None], ...] = ()
@@ -511,7 +512,7 @@ def _stored_relative(relative: dict[str, Any]) -> dict[str, Any]:
     return {"reference": relative["reference"], "ratio": relative["ratio"], "ratio_ci": list(relative["ratio_ci"]),
             "pairs": relative["pairs"], "verdict": relative["verdict"], "seconds": relative["seconds"],
             "calibration_ms": relative["calibration"]["ms"], "outside_cores": relative.get("outside_cores"),
-            "steal_share": relative.get("steal_share")}
+            "steal_share": relative.get("steal_share"), "reference_min_ms": relative.get("reference_min_ms_this_run")}
 
 
 def _relative_fields(stored: Any) -> dict[str, Any]:
@@ -525,7 +526,8 @@ def _relative_fields(stored: Any) -> dict[str, Any]:
             "latency_pairs": _integer(stored.get("pairs")),
             "latency_early": stored.get("verdict") if stored.get("verdict") in ("over", "under") else None,
             "outside_cores": finite_number(stored.get("outside_cores")),
-            "steal_share": finite_number(stored.get("steal_share"))}
+            "steal_share": finite_number(stored.get("steal_share")),
+            "reference_min_ms": finite_number(stored.get("reference_min_ms"))}
 
 
 def over_budget_reason(latency_ms: float | None, over_ms: float | None) -> str:

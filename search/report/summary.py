@@ -12,6 +12,13 @@ from typing import TYPE_CHECKING
 
 from fasternet_space.report import fixed, format_table, human
 from search.records.front import Pick, best_feasible, pareto_front, pick, score_name, standing
+from search.records.speed import (
+    BORDERLINE,
+    ReferenceSpeed,
+    borderline_on_speed,
+    budget_verdict,
+    reference_speed,
+)
 from search.records.study_attrs import SeedResult
 from search.records.trial import (
     FAILED,
@@ -178,7 +185,9 @@ def summary_lines(outcome: SearchOutcome, records: list[TrialRecord], budget_ms:
     lines.append(_counts_line(outcome, records, budget_ms))
     front = pareto_front(records)
     chosen = pick(records, outcome.pick) if outcome.pick else pick(records)
-    lines += _front_lines(front, chosen) + _tied_lines(chosen) + _named_lines(records, front)
+    speed = None if outcome.budget_in_reference or budget_ms is None else reference_speed(records)
+    lines += _front_lines(front, chosen) + _tied_lines(chosen) + _named_lines(records, front, speed, budget_ms)
+    lines += _speed_lines(records, speed, budget_ms)
     lines += [f"\nwarning: {warning}" for warning in search_warnings(records)]
     return lines + [f"\nnote: {note}" for note in outcome.notes]
 
@@ -229,13 +238,51 @@ def _tied_lines(chosen: Pick | None) -> list[str]:
             f"picked (--pick {chosen.rule}): #{chosen.chosen.number}, {chosen.reason}"]
 
 
-def _named_lines(records: list[TrialRecord], front: list[TrialRecord]) -> list[str]:
+def _named_lines(records: list[TrialRecord], front: list[TrialRecord], speed: ReferenceSpeed | None = None,
+                 budget_ms: float | None = None) -> list[str]:
     named = sorted((r for r in records if r.named and r.status in (TRAINED, SCORED, MEASURED, OVER_BUDGET, PRUNED)),
                    key=lambda r: r.latency_ms or 0.0)
     if not named:
         return []
     return ["\nnamed configs in this study:"] + [
-        f"  {r.named}: latency {r.latency_ms:.2f} ms, {_named_standing(r, front)}" for r in named]
+        f"  {r.named}: latency {r.latency_ms:.2f} ms{_ratio_text(r)}, {_named_standing(r, front)}"
+        + _speed_mark(r, speed, budget_ms) for r in named]
+
+
+def _ratio_text(record: TrialRecord) -> str:
+    """' = 1.864 x T0' for a candidate timed in pairs with a reference."""
+    if record.latency_ratio is None or record.latency_reference is None:
+        return ""
+    return f" = {record.latency_ratio:.3f} x {record.latency_reference}"
+
+
+def _speed_mark(record: TrialRecord, speed: ReferenceSpeed | None, budget_ms: float | None) -> str:
+    if speed is None or budget_ms is None or budget_verdict(record, speed, budget_ms) != BORDERLINE:
+        return ""
+    fast, slow = record.latency_ratio * speed.fastest_ms, record.latency_ratio * speed.slowest_ms
+    return f"; borderline on this machine's speed ({fast:.1f} to {slow:.1f} ms)"
+
+
+def _speed_lines(records: list[TrialRecord], speed: ReferenceSpeed | None, budget_ms: float | None) -> list[str]:
+    """How far the reference's speed moved during the study, and the candidates that movement could put on
+    either side of a ms budget (a budget in the reference's units does not move with it)."""
+    if speed is None or budget_ms is None:
+        return []
+    ref = speed.reference
+    lines = [f"\n{ref}'s speed during this study: calibrated at {speed.calibration_ms:.2f} ms; its fastest call "
+             f"per timing ranged {speed.fastest_ms:.2f} to {speed.slowest_ms:.2f} ms ({100 * speed.spread:.0f}% "
+             f"apart, over {speed.trials} timings; the ms above are ratio x the calibration)"]
+    moving = borderline_on_speed(records, speed, budget_ms)
+    if moving:
+        shown = ", ".join(f"{_label(r)} ({r.latency_ratio:.3f} x {ref}: {r.latency_ratio * speed.fastest_ms:.1f} to "
+                          f"{r.latency_ratio * speed.slowest_ms:.1f} ms)" for r in moving[:6])
+        more = f" and {len(moving) - 6} more" if len(moving) > 6 else ""
+        lines.append(f"{len(moving)} candidate(s) are within the {budget_ms:g} ms budget at {ref}'s fastest and over "
+                     f"it at its slowest, so another run on this machine may decide them either way: {shown}{more}. "
+                     f"For verdicts that do not move with the machine's speed, give the budget in {ref}'s units: "
+                     f"--latency-budget {budget_ms / speed.calibration_ms:.3g}x{ref} is {budget_ms:g} ms at this "
+                     "calibration")
+    return lines
 
 
 def _named_standing(record: TrialRecord, front: list[TrialRecord]) -> str:

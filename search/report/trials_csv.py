@@ -61,6 +61,7 @@ FIXED_COLUMNS = (
     "latency_early",  # over/under: timing stopped as soon as the interval lay wholly on that side of the budget
     "outside_cores",  # cores' worth of CPU other processes used while it was timed (a busy machine)
     "steal_share",  # share of the CPU time the hypervisor took away while it was timed
+    "reference_min_ms",  # the reference's fastest call among its pairs: the machine's speed at the time
     "gmacs",  # G multiply-adds at batch 1
     # G multiply-adds per second: the plots' GFLOPS (the paper counts a multiply-add as one FLOP)
     "achieved_gflops",
@@ -137,6 +138,7 @@ def row(record: TrialRecord, params: Sequence[str], scores: Sequence[str] = (), 
         "latency_early": record.latency_early or "",
         "outside_cores": _fixed(record.outside_cores, 2),
         "steal_share": _fixed(record.steal_share, 3),
+        "reference_min_ms": _fixed(record.reference_min_ms, 3),
         "gmacs": _significant(None if record.flops is None else record.flops / 1e9),
         "achieved_gflops": _significant(None if record.flops_per_s is None else record.flops_per_s / 1e9),
         "params_m": _significant(None if record.param_count is None else record.param_count / 1e6),

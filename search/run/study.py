@@ -214,6 +214,7 @@ class SearchOutcome:
     notes: list[str] = field(default_factory=list)  # what the user should know about this setting
     confirmations: int = 0  # retrainings with other seeds done by this run
     budget_ms: float | None = None  # the budget in ms (a budget in reference units: as calibrated)
+    budget_in_reference: bool = False  # the budget was given in the reference's units (1.2xT0)
     rank_by: str | None = None  # what ranked the trained candidates: loss or top1
     pick: str | None = None  # the rule that picks best.yaml among the candidates tied with the best
 
@@ -243,7 +244,8 @@ def run_search(config: SearchConfig, on_trial: Callable[[optuna.Study, FrozenTri
     config, rank_note = settle_rank_by(study, created, config)
     if config.worker_index == 0:
         study_attrs.store_pick(study, config.pick)
-    outcome = SearchOutcome(study, budget_ms=config.budget_ms, rank_by=config.rank_by, pick=config.pick)
+    outcome = SearchOutcome(study, budget_ms=config.budget_ms, rank_by=config.rank_by, pick=config.pick,
+                            budget_in_reference=config.budget_ratio is not None)
     outcome.notes += [rank_note] if rank_note else []
     outcome.stale_failed = fail_stale_trials(study)
     outcome.enqueued = enqueue_named(study, space) if config.named and created else []

@@ -7,6 +7,8 @@ pass in reverse order), batch 1, the inference form, one thread, --seconds per n
   reference's median timed just before and after it (the older per-block ratio);
 - in pairs with T0 (the search's measurement of record on CPU), one call of each per pair in random order,
   read as the median, the 25th percentile or the minimum of the per-pair ratios;
+- the same pairs with each call timed in this thread's CPU time (`time.thread_time`: the time other
+  processes held the core left out), read as the median ratio;
 - in pairs with a rung of a ladder of references (the named config T0..L nearest the network in FLOPs),
   read as the median per-pair ratio to that rung;
 - as a duet (Bulej et al., ICPE 2020): the network and T0 run at the same time in two processes pinned to
@@ -17,7 +19,7 @@ whose measurements agree within +-5% and +-10% over all passes (max / min) and t
 size (under / over 3x T0); then the calibration of each pass and its spread. Asserts nothing.
 
     python benchmarks/timing_repeatability.py [--specs 30] [--passes 3] [--gap 120] [--seconds 2]
-        [--ways alone,pairs,ladder,duet]
+        [--ways alone,pairs,pairs-cpu,ladder,duet]
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ from fasternet_space.paired import PairPolicy, calibrate, time_ratio  # noqa: E4
 from search import SearchSpace  # noqa: E402
 
 CPU = torch.device("cpu")
-WAYS = ("alone", "pairs", "ladder", "duet")
+WAYS = ("alone", "pairs", "pairs-cpu", "ladder", "duet")
+DEFAULT_WAYS = ("alone", "pairs", "pairs-cpu", "ladder")
 ALONE_STATISTICS = {
     "median": statistics.median,
     "mean": statistics.fmean,
@@ -84,10 +87,11 @@ def nearest_rung(flops: int, rung_flops: dict[str, int]) -> str:
     return min(rung_flops, key=lambda name: abs(math.log(flops / rung_flops[name])))
 
 
-def paired_ratios(model, reference, x, seconds: float, seed: int, min_pairs: int) -> tuple[list[float], int]:
+def paired_ratios(model, reference, x, seconds: float, seed: int, min_pairs: int,
+                  call_clock=None) -> tuple[list[float], int]:
     timing = time_ratio(lambda: model(x), lambda: reference(x), CPU,
                         PairPolicy(warmup=3, min_pairs=min_pairs, max_pairs=100_000, max_time_s=seconds, rel_ci=0.0),
-                        seed=seed)
+                        seed=seed, call_clock=call_clock)
     return list(timing.ratios), timing.pairs
 
 
@@ -173,6 +177,9 @@ def time_pass(models, references, rungs, x, seconds: float, order, ways, duet: D
             row["reference_block_ms"] = (before + after) / 2
         if "pairs" in ways:
             row["pair_ratios"], row["pairs"] = paired_ratios(models[i], t0, x, seconds, i, min_pairs)
+        if "pairs-cpu" in ways:
+            row["cpu_pair_ratios"], row["cpu_pairs"] = paired_ratios(models[i], t0, x, seconds, i, min_pairs,
+                                                                     call_clock=time.thread_time)
         if "ladder" in ways:
             row["ladder_ratios"], row["ladder_pairs"] = paired_ratios(models[i], references[rungs[i]], x, seconds,
                                                                       i, min_pairs)
@@ -199,6 +206,9 @@ def summarise(passes: list[dict], n: int, ways: list[str], small: set[int]) -> d
     if "pairs" in ways:
         for name, stat in PAIR_STATISTICS.items():
             series[name] = [[stat(ps[i]["pair_ratios"]) for ps in passes] for i in range(n)]
+    if "pairs-cpu" in ways:
+        series["per-pair ratio, thread CPU time"] = [[statistics.median(ps[i]["cpu_pair_ratios"]) for ps in passes]
+                                                     for i in range(n)]
     if "ladder" in ways:
         series["ladder ratio, median"] = [[statistics.median(ps[i]["ladder_ratios"]) for ps in passes]
                                           for i in range(n)]
@@ -221,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gap", type=float, default=120.0, help="seconds between passes")
     parser.add_argument("--seconds", type=float, default=2.0, help="seconds of timing per network and way")
     parser.add_argument("--min-pairs", type=int, default=15, help="the least pairs per network and way")
-    parser.add_argument("--ways", default=",".join(WAYS), help=f"which of {','.join(WAYS)}")
+    parser.add_argument("--ways", default=",".join(DEFAULT_WAYS), help=f"which of {','.join(WAYS)}")
     parser.add_argument("--calibration-seconds", type=float, default=None, help="[default: the library's]")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--json", type=Path, help="write every timing to this file")
@@ -241,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
                   if name == "t0" or name in rungs}
     models = [for_inference(build_model(spec).eval()) for spec in specs]
     duet = Duet(args.space, args.specs, args.seed) if "duet" in ways else None
-    passes, calibrations = [], []
+    passes, calibrations, cpu_calibrations = [], [], []
     try:
         with torch.inference_mode():
             for p in range(args.passes):
@@ -250,7 +260,11 @@ def main(argv: list[str] | None = None) -> None:
                 calibration = calibrate(lambda: references["t0"](x), CPU, name="T0", device_name=device_name(CPU),
                                         window_s=args.calibration_seconds)
                 calibrations.append(calibration.to_dict())
-                print(f"pass {p + 1}: T0 calibrated at {calibration.ms:.2f} ms", file=sys.stderr, flush=True)
+                in_cpu = calibrate(lambda: references["t0"](x), CPU, name="T0", device_name=device_name(CPU),
+                                   window_s=args.calibration_seconds, call_clock=time.thread_time)
+                cpu_calibrations.append(in_cpu.ms)
+                print(f"pass {p + 1}: T0 calibrated at {calibration.ms:.2f} ms ({in_cpu.ms:.2f} ms in thread CPU "
+                      "time)", file=sys.stderr, flush=True)
                 order = range(len(specs)) if p % 2 == 0 else reversed(range(len(specs)))
                 passes.append(time_pass(models, references, rungs, x, args.seconds, order, ways, duet,
                                         args.min_pairs))
@@ -276,9 +290,12 @@ def main(argv: list[str] | None = None) -> None:
               f"{100 * a['median_spread']:>12.1f}% {100 * a['worst_spread']:>6.1f}% {parts[0]:>16} {parts[1]:>16}")
     print(f"calibration of T0 per pass ({calibrations[0]['estimator']}): "
           + ", ".join(f"{c:.2f} ms" for c in cal) + f"; spread {100 * (max(cal) / min(cal) - 1):.1f}%")
+    print("the same in thread CPU time: " + ", ".join(f"{c:.2f} ms" for c in cpu_calibrations)
+          + f"; spread {100 * (max(cpu_calibrations) / min(cpu_calibrations) - 1):.1f}%")
     if args.json:
         args.json.write_text(json.dumps({"argv": sys.argv[1:], "cpu": device_name(CPU), "agreement": rows,
-                                         "calibrations": calibrations, "rungs": rungs, "passes": passes}, indent=1))
+                                         "calibrations": calibrations,
+                                         "cpu_calibrations_ms": cpu_calibrations, "rungs": rungs, "passes": passes}, indent=1))
         print(f"wrote {args.json}")
 
 

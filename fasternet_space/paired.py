@@ -32,6 +32,12 @@ UNDER = "under"
 CALIBRATION_WINDOW_S = 8.0  # seconds of back-to-back reference calls per calibration
 CALIBRATION_ENV = "FASTERNET_CALIBRATION_SECONDS"  # overrides it (e.g. short, for tests)
 CALIBRATION_QUANTILE = 0.0  # which order statistic of the window's calls: 0 is the minimum
+WALL = "wall"
+THREAD_CPU = "thread CPU"
+# A call whose fastest thread-CPU time is below this share of its fastest wall time computes off the calling
+# thread (a runtime's own worker threads leave the caller only waiting): it is timed in wall time. Far below
+# what preemption on a loaded machine leaves (a third to a half).
+ON_THREAD_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -59,11 +65,14 @@ class RatioTiming:
 
 def time_ratio(candidate: Callable[[], Any], reference: Callable[[], Any], device: torch.device,
                policy: PairPolicy = PairPolicy(), *, threshold: float | None = None, seed: int = 0,
-               clock: Callable[[], float] = time.perf_counter) -> RatioTiming:
+               clock: Callable[[], float] = time.perf_counter,
+               call_clock: Callable[[], float] | None = None) -> RatioTiming:
     """Times `candidate` and `reference` one call each per pair, in random order, until the median ratio's
     interval is within `policy.rel_ci`, or (with `threshold`, a ratio) lies wholly above or below it, or the
     cap. The caller prepares both calls (inputs made, threads set, inference mode). `clock` (seconds) is for
-    tests."""
+    tests; `call_clock` times each call (default `clock`; `time.thread_time` leaves out the time other
+    processes held the core, for a runtime that computes on the calling thread)."""
+    call_clock = call_clock or clock
     started = clock()
     for _ in range(policy.warmup):
         candidate()
@@ -77,7 +86,7 @@ def time_ratio(candidate: Callable[[], Any], reference: Callable[[], Any], devic
         names = ["candidate", "reference"]
         order.shuffle(names)
         for name in names:
-            own[name].append(_time_once(calls[name], device, clock))
+            own[name].append(_time_once(calls[name], device, call_clock))
         ratios.append(own["candidate"][-1] / own["reference"][-1])
         n = len(ratios)
         if n < policy.min_pairs:
@@ -127,6 +136,7 @@ class Calibration:
     load_per_core: float | None  # 1-minute load average per core when it started
     steal_share: float | None  # share of the CPU time the hypervisor took away during the window (/proc/stat)
     device_name: str
+    clock: str | None = None  # WALL or THREAD_CPU (None: stored before the clock was chosen, wall)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -138,7 +148,8 @@ class Calibration:
 
 def calibrate(reference: Callable[[], Any], device: torch.device, *, name: str, device_name: str,
               window_s: float | None = None, warmup: int = 5,
-              clock: Callable[[], float] = time.perf_counter) -> Calibration:
+              clock: Callable[[], float] = time.perf_counter,
+              call_clock: Callable[[], float] | None = None) -> Calibration:
     """Times `reference` back to back for `window_s` (None: CALIBRATION_WINDOW_S) and reads its latency
     with `calibration_estimate`."""
     window_s = calibration_window_s() if window_s is None else window_s
@@ -150,10 +161,37 @@ def calibrate(reference: Callable[[], Any], device: torch.device, *, name: str, 
     started = clock()
     samples: list[float] = []
     while not samples or clock() - started < window_s:
-        samples.append(_time_once(reference, device, clock))
+        samples.append(_time_once(reference, device, call_clock or clock))
+    in_cpu = clock_name(call_clock or clock) == THREAD_CPU
     return Calibration(reference=name, ms=calibration_estimate(samples),
-                       estimator=f"minimum of back-to-back calls over {window_s:g} s", samples=len(samples), window_s=clock() - started, at=_now(), load_per_core=load,
-                       steal_share=steal_share(before, cpu_times()), device_name=device_name)
+                       estimator=f"minimum of back-to-back calls over {window_s:g} s"
+                       + (", in thread CPU time" if in_cpu else ""), samples=len(samples),
+                       window_s=clock() - started, at=_now(), load_per_core=load,
+                       steal_share=steal_share(before, cpu_times()), device_name=device_name,
+                       clock=THREAD_CPU if in_cpu else WALL)
+
+
+def call_clock(calls: list[Callable[[], Any]], device: torch.device, tries: int = 3) -> Callable[[], float]:
+    """What to time these calls with: this thread's CPU time (`time.thread_time`) on the CPU when every call
+    computes on the calling thread, so that the time other processes held the core is left out (the
+    machine's own slowdowns still fall on both calls of a pair alike); else wall time. A call computes off
+    the thread when its fastest CPU time is under ON_THREAD_SHARE of its fastest wall time."""
+    if device.type != "cpu":
+        return time.perf_counter
+    for call in calls:
+        wall, cpu = [], []
+        for _ in range(tries):
+            w, c = time.perf_counter(), time.thread_time()
+            call()
+            cpu.append(time.thread_time() - c)
+            wall.append(time.perf_counter() - w)
+        if min(cpu) < ON_THREAD_SHARE * min(wall):
+            return time.perf_counter
+    return time.thread_time
+
+
+def clock_name(clock: Callable[[], float]) -> str:
+    return THREAD_CPU if clock is time.thread_time else WALL
 
 
 def calibration_window_s() -> float:

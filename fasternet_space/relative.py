@@ -11,7 +11,17 @@ from typing import Any
 
 from .measure import Measurement, TimingPolicy
 from .named import find_named
-from .paired import Calibration, MachineShare, MachineWatch, PairPolicy, RatioTiming, calibrate, time_ratio
+from .paired import (
+    Calibration,
+    MachineShare,
+    MachineWatch,
+    PairPolicy,
+    RatioTiming,
+    calibrate,
+    call_clock,
+    clock_name,
+    time_ratio,
+)
 from .runtimes import ModelSession, measure_spec_in, spec_session
 from .spec import ArchSpec
 
@@ -45,8 +55,9 @@ def calibrate_session(reference: ModelSession, name: str, **kwargs: Any) -> Cali
     """The calibrated latency of a prepared reference (see `paired.calibrate`)."""
     protocol = reference.protocol_for(TimingPolicy())
     with reference.timing():
-        return calibrate(reference.run_batch(1), reference.timing_device, name=name.upper(),
-                         device_name=protocol.device_name, **kwargs)
+        call = reference.run_batch(1)
+        return calibrate(call, reference.timing_device, name=name.upper(), device_name=protocol.device_name,
+                         call_clock=call_clock([call], reference.timing_device), **kwargs)
 
 
 def measure_relative(candidate: ModelSession, reference: ModelSession, calibration: Calibration,
@@ -57,13 +68,14 @@ def measure_relative(candidate: ModelSession, reference: ModelSession, calibrati
     The ratio, its interval and the calibration are kept in `extra["relative"]`."""
     threshold = None if threshold_ms is None else threshold_ms / calibration.ms
     with candidate.timing(), reference.timing(), MachineWatch() as watch:
-        timing = time_ratio(candidate.run_batch(1), reference.run_batch(1), candidate.timing_device, policy,
-                            threshold=threshold, seed=seed)
-    return relative_measurement(candidate, timing, calibration, policy, watch.share())
+        calls = candidate.run_batch(1), reference.run_batch(1)
+        clock = call_clock(list(calls), candidate.timing_device)
+        timing = time_ratio(*calls, candidate.timing_device, policy, threshold=threshold, seed=seed, call_clock=clock)
+    return relative_measurement(candidate, timing, calibration, policy, watch.share(), clock_name(clock))
 
 
 def relative_measurement(candidate: ModelSession, timing: RatioTiming, calibration: Calibration,
-                         policy: PairPolicy, machine: MachineShare | None = None) -> Measurement:
+                         policy: PairPolicy, machine: MachineShare | None = None, clock: str | None = None) -> Measurement:
     machine = machine or MachineShare(None, None)
     timing_policy = TimingPolicy(rel_ci=policy.rel_ci, max_time_s=policy.max_time_s)
     protocol = candidate.protocol_for(timing_policy)
@@ -75,7 +87,7 @@ def relative_measurement(candidate: ModelSession, timing: RatioTiming, calibrati
     relative = {"reference": calibration.reference, "ratio": timing.ratio, "ratio_ci": list(timing.ratio_ci),
                 "pairs": timing.pairs, "verdict": timing.verdict, "seconds": timing.seconds,
                 "candidate_ms_this_run": timing.candidate_ms, "reference_ms_this_run": timing.reference_ms,
-                "reference_min_ms_this_run": timing.reference_min_ms,
+                "reference_min_ms_this_run": timing.reference_min_ms, "clock": clock,
                 "calibration": calibration.to_dict(), "outside_cores": machine.outside_cores,
                 "steal_share": machine.steal_share}
     return Measurement(latency_ms=latency_ms,

@@ -3,6 +3,7 @@ the calibration, and the search storing and reusing its calibration."""
 
 import math
 import statistics
+import time
 
 import pytest
 import torch
@@ -228,3 +229,45 @@ def test_the_summary_warns_of_a_busy_machine_only_when_it_was_busy(paired_config
     (busy,) = warnings_of(records, outside_cores=1.0, steal_share=0.0)
     assert f"{len(records)} latency measurement(s) ran while other processes used up to 1.0 core(s)" in busy
     assert warnings_of(records, outside_cores=0.0, steal_share=0.2)
+
+
+def spin_cpu(ms: float):
+    """A call that computes for `ms` of this thread's CPU time, whatever else holds the core meanwhile."""
+    def run() -> None:
+        end = time.thread_time() + ms / 1e3
+        while time.thread_time() < end:
+            pass
+    return run
+
+
+def test_calls_computing_on_this_thread_are_timed_in_its_cpu_time_so_preemption_drops_out():
+    import time
+
+    from fasternet_space.paired import THREAD_CPU, WALL, call_clock, clock_name
+
+    def preempted() -> None:  # 2 ms of computing, then 6 ms off the core (what another process's turn looks like)
+        spin_cpu(2.0)()
+        time.sleep(0.006)
+
+    assert call_clock([preempted, spin_cpu(1.0)], CPU) is time.thread_time
+    policy = PairPolicy(warmup=1, min_pairs=15, max_pairs=15, max_time_s=30, rel_ci=0.0)
+    in_cpu = time_ratio(preempted, spin_cpu(1.0), CPU, policy, call_clock=time.thread_time)
+    in_wall = time_ratio(preempted, spin_cpu(1.0), CPU, policy)
+    assert in_cpu.ratio == pytest.approx(2.0, rel=0.15)
+    assert in_wall.ratio > 4.0  # the 6 ms off the core counted
+    # work done elsewhere (here: nowhere, a sleep) has no CPU time on this thread: timed in wall time
+    assert call_clock([lambda: time.sleep(0.003), spin_cpu(1.0)], CPU) is time.perf_counter
+    assert call_clock([spin_cpu(1.0)], torch.device("cuda")) is time.perf_counter
+    assert (clock_name(time.thread_time), clock_name(time.perf_counter)) == (THREAD_CPU, WALL)
+
+
+def test_a_calibration_says_which_clock_it_was_read_with():
+    import time
+
+    cpu = calibrate(spin_cpu(1.0), CPU, name="T0", device_name="cpu", window_s=0.05, warmup=1,
+                    call_clock=time.thread_time)
+    assert cpu.clock == "thread CPU" and cpu.estimator.endswith("in thread CPU time")
+    assert cpu.ms == pytest.approx(1.0, rel=0.3)
+    wall = calibrate(spin_cpu(1.0), CPU, name="T0", device_name="cpu", window_s=0.05, warmup=1)
+    assert wall.clock == "wall"
+    assert paired.Calibration.from_dict({k: v for k, v in wall.to_dict().items() if k != "clock"}).clock is None

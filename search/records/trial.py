@@ -512,7 +512,8 @@ def _stored_relative(relative: dict[str, Any]) -> dict[str, Any]:
     return {"reference": relative["reference"], "ratio": relative["ratio"], "ratio_ci": list(relative["ratio_ci"]),
             "pairs": relative["pairs"], "verdict": relative["verdict"], "seconds": relative["seconds"],
             "calibration_ms": relative["calibration"]["ms"], "outside_cores": relative.get("outside_cores"),
-            "steal_share": relative.get("steal_share"), "reference_min_ms": relative.get("reference_min_ms_this_run")}
+            "steal_share": relative.get("steal_share"), "reference_min_ms": relative.get("reference_min_ms_this_run"),
+            "clock": relative.get("clock")}
 
 
 def _relative_fields(stored: Any) -> dict[str, Any]:

@@ -73,8 +73,9 @@ def enumerate_shapes(space: DesignSpace) -> list[ArchSpec]:
 
 def plan_parts(specs: list[ArchSpec]) -> tuple[list[Signature], dict[str, Any]]:
     """The parts to time for these specs (blocks factorised, see the module's docstring) and the reference:
-    the most common activation and norm, and per feature-map side one reference block shape (the median
-    width there) on which every other activation/norm pair is timed."""
+    the most common activation and norm, and per feature-map side the reference block shapes (the narrowest,
+    median and widest there) on which every other activation/norm pair is timed: what a pair adds is a small
+    difference of two timings, so it is fitted on several shapes per side."""
     needed = {sig for spec in specs for sig, _ in decompose(spec)}
     blocks = sorted((s for s in needed if s[0] == "block"), key=str)
     acts = [s[6] for s in blocks]
@@ -86,13 +87,24 @@ def plan_parts(specs: list[ArchSpec]) -> tuple[list[Signature], dict[str, Any]]:
     references = []
     for side in sorted({s[2] for s in blocks}):
         shapes = sorted({s[1:6] for s in blocks if s[2] == side})
-        references.append(shapes[len(shapes) // 2])
+        references += sorted({shapes[0], shapes[len(shapes) // 2], shapes[-1]})
     for shape in references:
         todo |= {("block", *shape, act, norm) for act, norm in pairs}
     reference = {"act": ref_act, "norm": ref_norm, "delta_shapes": [list(r) for r in references],
                  "pairs": [f"{a}:{n}" for a, n in pairs], "deltas": {}}
     order = {"stem": 0, "block": 1, "merge": 2, "head": 3}
     return sorted(todo, key=lambda s: (order[s[0]], str(s))), reference
+
+
+def block_repeats(specs: list[ArchSpec]) -> dict[tuple, int]:
+    """Per block shape (width, side, kernel, c_p, hidden), the most times it repeats in one network of these
+    specs (its stage's largest depth): an error in its timing is made that many times over."""
+    repeats: dict[tuple, int] = {}
+    for spec in specs:
+        for signature, times in decompose(spec):
+            if signature[0] == "block":
+                repeats[signature[1:6]] = max(times, repeats.get(signature[1:6], 0))
+    return repeats
 
 
 def fit_deltas(parts: dict[str, float], reference: dict[str, Any]) -> dict[str, list[float]]:

@@ -1,5 +1,8 @@
-"""Making a latency table: time every part a space can produce, then fit the correction on whole networks
-and measure its error on others held out from that fit."""
+"""Making a latency table: every part a space can produce timed against the reference network (T0's
+inference form at the space's input, same runtime and threads), then the correction fitted on whole networks,
+also timed against it, and its error measured on others held out from that fit. Everything is in reference
+units (x T0), so the table does not depend on how fast the machine was while each part was timed; the
+reference's calibration, made once here, turns a ratio into ms."""
 
 from __future__ import annotations
 
@@ -10,22 +13,30 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch import nn
 
-from ..measure import Protocol, TimingPolicy, default_threads, resolve_device
-from ..runtimes import check_available, measure_module_latency, spec_session
+from ..cost import count
+from ..measure import Protocol, default_threads, resolve_device
+from ..paired import PairPolicy, RatioTiming, time_ratio
+from ..relative import DEFAULT_REFERENCE, calibrate_session, reference_session
+from ..runtimes import ModelSession, check_available, prepared, spec_session, timing_context, timing_device
 from ..space import DesignSpace
 from ..spec import ArchSpec
 from ..spec_io import read_yaml
-from .parts import EmptyPart, enumerate_shapes, fit_deltas, part_module, plan_parts, torch_mode
+from .parts import EmptyPart, block_repeats, enumerate_shapes, fit_deltas, part_module, plan_parts, torch_mode
 from .table import LatencyTable, TableError, key, spec_signature
+from .timing import BlockPolicy, BlockRatio, time_block_ratio
 
-# Parts: a short fixed time each (memoised by signature); whole networks: longer, for the fit and its error.
-PART_TIMING = TimingPolicy(warmup=2, min_repeats=5, max_repeats=400, max_time_s=0.15, rel_ci=0.02)
-MODEL_TIMING = TimingPolicy(warmup=2, min_repeats=5, max_repeats=200, max_time_s=1.5, rel_ci=0.02)
+# Parts: interleaved with the reference for a short time each (memoised by signature); whole networks: in
+# pairs with it, longer, for the fit and its error.
+PART_TIMING = BlockPolicy(warmup=3, min_rounds=7, max_rounds=400, max_time_s=0.6, rel_ci=0.02)
+MODEL_TIMING = PairPolicy(warmup=2, min_pairs=7, max_pairs=400, max_time_s=3.0, rel_ci=0.02)
+REPEATED_TIME = 4.0  # a block that repeats n times in a network is timed up to min(n / 4, this) x as long
 MIN_FIT_FOR_OFFSET = 8  # networks needed to fit an offset besides the scale
 SAMPLED_PER_NETWORK = 4  # specs to sample per whole network wanted: repeats of a network are dropped
 NETWORKS = 16  # whole networks to fit the correction on, and as many others for the table's error
@@ -46,11 +57,13 @@ def check_profilable(space: DesignSpace, runtime: str, device: str = "cpu") -> t
 
 def profile(space: DesignSpace, runtime: str = "torch", *, fit_specs: Sequence[ArchSpec] = (),
             held_out_specs: Sequence[ArchSpec] = (), seed: int = 0, device: str = "cpu", threads: int | None = None,
-            part_timing: TimingPolicy = PART_TIMING, model_timing: TimingPolicy = MODEL_TIMING,
+            part_timing: BlockPolicy = PART_TIMING, model_timing: PairPolicy = MODEL_TIMING,
+            calibration_window_s: float | None = None,
             on_progress: Callable[[str, int, int], None] | None = None) -> LatencyTable:
-    """Times every part the space can produce in `runtime`, then fits the correction on the whole networks
-    `fit_specs` and measures its error on `held_out_specs` (points of the space; `split_networks` picks them
-    from sampled specs). `seed`: the seed they were sampled with, recorded in the table."""
+    """Times every part the space can produce in `runtime` against the reference, then fits the correction
+    on the whole networks `fit_specs` and measures its error on `held_out_specs` (points of the space;
+    `split_networks` picks them from sampled specs). `seed`: the seed they were sampled with, recorded in the
+    table. `calibration_window_s`: the reference's calibration window (None: `paired`'s default)."""
     found, shapes = check_profilable(space, runtime, device)
     if not fit_specs:
         raise TableError("fit_specs", None, "is empty; allowed: at least one whole network of the space to fit on")
@@ -58,48 +71,88 @@ def profile(space: DesignSpace, runtime: str = "torch", *, fit_specs: Sequence[A
     threads = default_threads(dev) if threads is None else threads
     started = time.perf_counter()
     todo, reference = plan_parts(shapes)
+    repeats = block_repeats(shapes)
     mode = torch_mode(device, threads) if runtime == "torch" else "portable"
-    parts: dict[str, float] = {}
-    for i, signature in enumerate(todo):
-        module, shape = part_module(signature, mode)
-        channels_last = mode == "onednn" and signature[0] != "stem"
-        timing = measure_module_latency(module, shape, runtime, device=device, threads=threads, policy=part_timing,
-                                        channels_last=channels_last)
-        parts[key(signature)] = timing.median_ms
-        if on_progress:
-            on_progress("parts", i + 1, len(todo))
-    overhead = measure_module_latency(EmptyPart(), (1, 1, 1), runtime, device=device, threads=threads,
-                                      policy=part_timing).median_ms
-    reference["deltas"] = fit_deltas(parts, reference)
-    label = f"pytorch-eager ({mode})" if runtime == "torch" else runtime
-    protocol = Protocol.for_device(dev, input_size=shapes[0].input_size, in_chans=shapes[0].in_chans,
-                                   runtime=label, threads=threads, throughput_batch=1, policy=part_timing,
-                                   runtime_version=found).to_dict()
-    protocol["runtime_name"] = runtime
-    table = LatencyTable(protocol=protocol, space=_space_dict(space), space_source=space.source, parts=parts,
-                         reference=reference, correction=[1.0, 0.0, 0.0], error={})
-    networks = [*fit_specs, *held_out_specs]
-    sums, counts, measured = [], [], []
-    for i, spec in enumerate(networks):
-        prediction = table.predict(spec, space)
-        with spec_session(spec, runtime, device=device, threads=threads) as session:
-            measured.append(session.measure(model_timing).latency_ms)
-        sums.append(prediction.parts_ms)
-        counts.append(prediction.parts)
-        if on_progress:
-            on_progress("networks", i + 1, len(networks))
+    with reference_session(DEFAULT_REFERENCE, runtime, device=device, threads=threads,
+                           input_size=shapes[0].input_size, in_chans=shapes[0].in_chans) as t0:
+        calibration = calibrate_session(t0, DEFAULT_REFERENCE, window_s=calibration_window_s)
+        parts: dict[str, float] = {}
+        for i, signature in enumerate(todo):
+            module, shape = part_module(signature, mode)
+            channels_last = mode == "onednn" and signature[0] != "stem"
+            policy = part_policy(part_timing, repeats.get(signature[1:6], 1) if signature[0] == "block" else 1)
+            parts[key(signature)] = part_ratio(module, shape, t0, runtime, device=device, threads=threads,
+                                               policy=policy, channels_last=channels_last, seed=i).ratio
+            if on_progress:
+                on_progress("parts", i + 1, len(todo))
+        overhead = part_ratio(EmptyPart(), (1, 1, 1), t0, runtime, device=device, threads=threads,
+                              policy=part_timing).ratio
+        reference["deltas"] = fit_deltas(parts, reference)
+        label = f"pytorch-eager ({mode})" if runtime == "torch" else runtime
+        protocol = Protocol.for_device(dev, input_size=shapes[0].input_size, in_chans=shapes[0].in_chans,
+                                       runtime=label, threads=threads, throughput_batch=1, policy=part_timing,
+                                       runtime_version=found).to_dict()
+        protocol["runtime_name"] = runtime
+        table = LatencyTable(protocol=protocol, space=_space_dict(space), space_source=space.source, parts=parts,
+                             reference=reference, correction=[1.0, 0.0, 0.0], error={},
+                             calibration=calibration.to_dict())
+        networks = [*fit_specs, *held_out_specs]
+        sums, counts, measured, flops = [], [], [], []
+        for i, spec in enumerate(networks):
+            prediction = table.predict(spec, space)
+            measured.append(network_ratio(spec, t0, runtime, device=device, threads=threads, policy=model_timing,
+                                          seed=i).ratio)
+            sums.append(prediction.parts_sum)
+            counts.append(prediction.parts)
+            flops.append(count(spec).flops)
+            if on_progress:
+                on_progress("networks", i + 1, len(networks))
     fit = len(fit_specs)
     table.correction = fit_correction(sums[:fit], counts[:fit], measured[:fit], overhead)
     a, b, c = table.correction
     predicted = [a * s + b * n + c for s, n in zip(sums[fit:], counts[fit:], strict=True)]
     table.error = error_summary(predicted, measured[fit:])
     table.profile = {"seconds": time.perf_counter() - started, "parts_timed": len(todo), "shapes": len(shapes),
-                     "call_overhead_ms": overhead, "fit": {"parts_ms": sums, "parts": counts, "measured_ms": measured},
+                     "call_overhead_ratio": overhead,
+                     "fit": {"parts_sum": sums, "parts": counts, "measured_ratio": measured, "flops": flops},
                      "fit_networks": [spec_signature(s) for s in networks[:fit]],
                      "held_out_networks": [spec_signature(s) for s in networks[fit:]], "seed": seed,
+                     "part_timing": _policy_dict(part_timing), "model_timing": _policy_dict(model_timing),
                      "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                      "space_sha256": hashlib.sha256(json.dumps(table.space, sort_keys=True).encode()).hexdigest()}
     return table
+
+
+def part_policy(policy: BlockPolicy, repeats: int) -> BlockPolicy:
+    """A part that repeats in a network (a block of a deep stage) timed longer and to a tighter interval:
+    its error is made as many times over."""
+    factor = min(max(repeats / 4, 1.0), REPEATED_TIME)
+    if factor == 1.0:
+        return policy
+    return replace(policy, max_time_s=policy.max_time_s * factor, rel_ci=policy.rel_ci / 2,
+                   max_rounds=int(policy.max_rounds * factor))
+
+
+def part_ratio(module: nn.Module, input_shape: tuple[int, ...], reference: ModelSession, runtime: str, *,
+               device: str, threads: int, policy: BlockPolicy, channels_last: bool = False,
+               seed: int = 0) -> BlockRatio:
+    """One part's cost as a ratio to the prepared reference (`timing.time_block_ratio`), in `runtime`."""
+    with prepared(module, input_shape, runtime, device, threads, channels_last=channels_last) as run_batch, \
+            timing_context(runtime, device, threads), reference.timing():
+        return time_block_ratio(run_batch(1), reference.run_batch(1), timing_device(runtime, device), policy,
+                                seed=seed)
+
+
+def network_ratio(spec: ArchSpec, reference: ModelSession, runtime: str, *, device: str, threads: int | None,
+                  policy: PairPolicy, seed: int = 0) -> RatioTiming:
+    """A whole network's median per-pair ratio to the prepared reference (`paired.time_ratio`)."""
+    with spec_session(spec, runtime, device=device, threads=threads) as candidate, candidate.timing(), \
+            reference.timing():
+        return time_ratio(candidate.run_batch(1), reference.run_batch(1), candidate.timing_device, policy, seed=seed)
+
+
+def _policy_dict(policy: Any) -> dict[str, Any]:
+    return dict(vars(policy))
 
 
 def split_networks(candidates: Sequence[ArchSpec], fit: int, held_out: int) -> tuple[list[ArchSpec], list[ArchSpec]]:
@@ -124,19 +177,19 @@ def distinct_specs(specs: Sequence[ArchSpec], count: int, exclude: set[str] = fr
     return out
 
 
-def fit_correction(sums: list[float], counts: list[int], measured: list[float], overhead_ms: float) -> list[float]:
+def fit_correction(sums: list[float], counts: list[int], measured: list[float], overhead: float) -> list[float]:
     """measured = a * (sum - parts * overhead) + c; the coefficients as [a, -a * overhead, c] of
-    `a * sum + b * parts + c`. The overhead is the runtime's cost of one call of an empty part: every part
-    timed alone pays it, the whole network once. Two forms compete by leave-one-out relative error over the
+    `a * sum + b * parts + c` (any one unit: the table's is the reference's). The overhead is the runtime's
+    cost of one call of an empty part: every part timed alone pays it, the whole network once. Two forms compete by leave-one-out relative error over the
     networks: a scale alone (the median ratio, robust to a network timed in a noisy moment) and a scale with
     an offset (least squares on the relative error; it needs MIN_FIT_FOR_OFFSET networks and must keep every
     prediction positive)."""
-    net = np.array([s - n * overhead_ms for s, n in zip(sums, counts, strict=True)])
+    net = np.array([s - n * overhead for s, n in zip(sums, counts, strict=True)])
     m = np.array(measured)
     forms = [_scale_only] + ([_scale_and_offset] if len(m) >= MIN_FIT_FOR_OFFSET else [])
     best = min(forms, key=lambda form: _leave_one_out(form, net, m))
     a, c = best(net, m)
-    return [a, float(-a * overhead_ms), c]
+    return [a, float(-a * overhead), c]
 
 
 def _scale_only(net, m) -> tuple[float, float]:

@@ -1,6 +1,11 @@
 """A latency table and its predictions: a spec's parts (from its numbers alone, no network is built) summed
 from the table's part timings, then corrected: `a * sum(parts) + b * number_of_parts + c`.
 
+Units: a version-2 table holds every number as a ratio to its reference network (T0 at the space's input,
+same runtime and threads), with the reference's calibration: a prediction is that ratio, and in ms that
+ratio x the calibrated ms. A version-1 table (parts timed alone, in ms) is still read; its predictions
+have no ratio.
+
 How the parts are timed: `parts`; how a table is made (the correction fitted on whole networks, its error
 measured on others held out from that fit): `profile`.
 """
@@ -19,7 +24,8 @@ from ..space import DesignSpace
 from ..spec import LATENCY_NEUTRAL_FIELDS, ArchSpec, network_key, partial_channels
 
 FORMAT = "fasternet-space latency table"
-VERSION = 1
+VERSION = 2  # parts and correction in reference units, with the reference's calibration
+VERSIONS = (1, 2)  # what `load` reads (1: parts and correction in ms, no calibration)
 
 
 class TableError(InputError):
@@ -58,9 +64,10 @@ def spec_signature(spec: ArchSpec) -> str:
 @dataclass(frozen=True)
 class Prediction:
     name: str
-    latency_ms: float
-    parts_ms: float  # the plain sum of the parts
+    latency_ms: float  # ratio x the table's calibration (a version-1 table: its ms)
+    parts_sum: float  # the plain sum of the parts, in the table's units (x the reference; version 1: ms)
     parts: int  # how many parts (blocks counted once each)
+    ratio: float | None = None  # x the reference network (None: a version-1 table)
 
 
 @dataclass
@@ -68,12 +75,27 @@ class LatencyTable:
     protocol: dict[str, Any]  # Protocol.to_dict() of the part timings (device name, runtime + version, threads)
     space: dict[str, Any]  # the space's YAML content, as profiled
     space_source: str | None
-    parts: dict[str, float]  # part key -> median ms
+    parts: dict[str, float]  # part key -> median ratio to the reference network (version 1: ms)
     reference: dict[str, Any]  # reference act/norm and, per block group, the reference (c_p, hidden)
     correction: list[float]  # a, b, c of a * sum + b * parts + c
-    error: dict[str, Any]  # held-out error: n, median_rel, p95_rel, max_rel, within_10pct, bound_rel
+    error: dict[str, Any]  # held-out error (relative): n, median_rel, p95_rel, max_rel, within_10pct, bound_rel
     profile: dict[str, Any] = field(default_factory=dict)  # seconds, parts timed, specs fitted / held out
     source: str | None = None  # the file it was read from
+    # paired.Calibration.to_dict() of the reference network, made once while profiling; None: a version-1
+    # table, whose numbers are ms
+    calibration: dict[str, Any] | None = None
+
+    @property
+    def version(self) -> int:
+        return 1 if self.calibration is None else VERSION
+
+    @property
+    def calibration_ms(self) -> float | None:
+        return None if self.calibration is None else float(self.calibration["ms"])
+
+    @property
+    def reference_name(self) -> str | None:
+        return None if self.calibration is None else str(self.calibration["reference"])
 
     # --- prediction
 
@@ -99,20 +121,25 @@ class LatencyTable:
                              "a spec of that space, or a table profiled for the spec's space")
         total, count = 0.0, 0
         for signature, times in decompose(spec):
-            total += times * self.part_ms(signature, spec.name)
+            total += times * self.part_value(signature, spec.name)
             count += times
         a, b, c = self.correction
-        return Prediction(spec.name, a * total + b * count + c, total, count)
+        value = a * total + b * count + c
+        if self.calibration is None:
+            return Prediction(spec.name, value, total, count)
+        return Prediction(spec.name, value * self.calibration_ms, total, count, ratio=value)
 
     def prediction_row(self, label: str, spec: ArchSpec, space: DesignSpace | None = None) -> dict[str, Any]:
         """What `predict` shows of one spec (`label`: as the user named it), with how long predicting took."""
         start = time.perf_counter()
         prediction = self.predict(spec, space)
-        return {"spec": label, "name": spec.name, "latency_ms": prediction.latency_ms,
-                "parts_ms": prediction.parts_ms, "parts": prediction.parts, "source": "predicted",
+        return {"spec": label, "name": spec.name, "latency_ms": prediction.latency_ms, "ratio": prediction.ratio,
+                "reference": self.reference_name, "calibration_ms": self.calibration_ms,
+                "parts_sum": prediction.parts_sum, "parts": prediction.parts, "source": "predicted",
                 "predict_us": (time.perf_counter() - start) * 1e6}
 
-    def part_ms(self, signature: Signature, name: str = "spec") -> float:
+    def part_value(self, signature: Signature, name: str = "spec") -> float:
+        """One part's stored figure, in the table's units (x the reference; version 1: ms)."""
         if signature[0] != "block":
             return self._stored(signature, name)
         *shape, act, norm = signature
@@ -135,8 +162,9 @@ class LatencyTable:
     # --- file
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": VERSION, "protocol": self.protocol, "space": self.space,
-                "space_source": self.space_source, "correction": self.correction, "error": self.error,
+        calibration = {} if self.calibration is None else {"calibration": self.calibration}
+        return {"format": FORMAT, "version": self.version, "protocol": self.protocol, "space": self.space,
+                "space_source": self.space_source, **calibration, "correction": self.correction, "error": self.error,
                 "profile": self.profile, "reference": self.reference, "parts": self.parts}
 
     def save(self, path: str | Path) -> Path:
@@ -155,24 +183,35 @@ class LatencyTable:
             raise TableError("latency_table", str(path), f"file not found; {problem}") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise TableError("latency_table", str(path), f"unreadable ({exc.__class__.__name__}); {problem}") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
-            raise TableError("latency_table", str(path), f"is not a version-{VERSION} table; {problem}")
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise TableError("latency_table", str(path), f"is not a latency table; {problem}")
+        if data.get("version") not in VERSIONS:
+            raise TableError("latency_table", str(path), f"is a version-{data.get('version')} table; allowed: "
+                             f"versions {', '.join(map(str, VERSIONS))} (re-profile with `cli.py profile`)")
         try:
+            calibration = data["calibration"] if data["version"] > 1 else None
+            if calibration is not None and not float(calibration["ms"]) > 0:
+                raise ValueError("calibration")
             return cls(protocol=data["protocol"], space=data["space"], space_source=data.get("space_source"),
                        parts={str(k): float(v) for k, v in data["parts"].items()}, reference=data["reference"],
                        correction=[float(v) for v in data["correction"]], error=data["error"],
-                       profile=data.get("profile", {}), source=str(path))
+                       profile=data.get("profile", {}), source=str(path), calibration=calibration)
         except (KeyError, TypeError, ValueError):
             raise TableError("latency_table", str(path), f"misses fields; {problem}") from None
 
     @property
     def error_bound(self) -> float:
-        """The relative error a prediction is trusted to: the largest measured on the held-out networks."""
+        """The relative error a prediction is trusted to (unit-free): the largest measured on the held-out
+        networks."""
         return float(self.error["bound_rel"])
 
     def describe(self) -> str:
         p = Protocol.from_dict(self.protocol)
         e = self.error
-        return (f"{p.describe()}; space {self.space.get('name', '?')}; held-out error on {e['n']} networks: median "
+        units = ("version 1, in ms (timed alone)" if self.calibration is None else
+                 f"x {self.reference_name} ({self.reference_name} calibrated at {self.calibration_ms:.2f} ms, "
+                 f"{self.calibration.get('at', '?')})")
+        return (f"{p.describe()}; space {self.space.get('name', '?')}; units {units}; held-out error on {e['n']} "
+                "networks: median "
                 f"{100 * e['median_rel']:.1f}%, max {100 * e['max_rel']:.1f}%, {100 * e['within_10pct']:.0f}% "
                 "within +-10%")

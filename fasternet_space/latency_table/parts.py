@@ -1,12 +1,13 @@
-"""The parts a space's networks are made of, each as a module timed alone, and which of them to time.
+"""The parts a space's networks are made of, each as a module of its own, and which of them to time.
 
-Parts (each timed alone, in the runtime, at batch 1, memoised by its signature):
+Parts (each timed in blocks interleaved with the reference network, as a ratio to it (`timing`), in the
+runtime, at batch 1, memoised by its signature):
 
 - stem: (in_chans, width, patch size and stride, input size, norm)
 - block: (width, feature-map side, kernel, PConv channels c_p, hidden width, activation, norm). Blocks are
   factorised: every (width, side, kernel, c_p, hidden) at a reference activation and norm, plus what each
-  other activation/norm pair adds, which is work per hidden element: timed on one reference block per
-  feature-map side and fitted as `k * hidden * side^2 + d` per pair.
+  other activation/norm pair adds, which is work per hidden element: timed on the narrowest, median and
+  widest block of each feature-map side and fitted as `k * hidden * side^2 + d` per pair.
 - merge: (width in, width out, side in, merge size and stride, norm)
 - head: (width, side, feature_dim, classes, activation)
 """

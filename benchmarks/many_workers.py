@@ -213,6 +213,13 @@ def run(args, url: str, workers: int, chaos: bool) -> dict:
     timing = logs / "timing"
     timing.mkdir()
     env = dict(os.environ, FASTERNET_STORAGE=url, FASTERNET_STORAGE_TIMING=str(timing), PYTHONPATH=str(ROOT))
+    proxy = None
+    if args.grpc:  # the workers talk to Optuna's storage proxy, the proxy to the database
+        proxy_log = open(logs / "grpc-proxy.log", "w")  # noqa: SIM115 (closed below)
+        proxy = subprocess.Popen([sys.executable, "-m", "search.run.grpc_proxy", "--port", str(args.grpc_port)],
+                                 cwd=ROOT, env=dict(env, FASTERNET_STORAGE_TIMING=""), stdout=proxy_log,
+                                 stderr=subprocess.STDOUT)
+        env["FASTERNET_STORAGE"] = f"grpc://localhost:{args.grpc_port}"
     monitor = Monitor(url, study)
     monitor.start()
     rng = random.Random(workers)
@@ -244,6 +251,10 @@ def run(args, url: str, workers: int, chaos: bool) -> dict:
             postgres("restart")
             restarted = time.perf_counter() - t0
     elapsed = time.perf_counter() - start
+    if proxy is not None:
+        proxy.terminate()
+        proxy.wait()
+        proxy_log.close()
     told = storage_times(timing)
     exits = [{"seed": w.seed, "code": code, "killed": w.killed, "last_line": w.last_line()}
              for w, code in ended if code != 0 and not w.killed]
@@ -258,7 +269,7 @@ def run(args, url: str, workers: int, chaos: bool) -> dict:
     counts = census_counts(url, study, args.candidates, killed_pids)
     tracebacks = [p.name for p in logs.glob("worker-*.log") if "Traceback" in p.read_text()]
     finished_here = told["told"]
-    return {"workers": workers, "chaos": chaos, "study": study, "candidates": args.candidates, "proxy": args.proxy,
+    return {"workers": workers, "chaos": chaos, "grpc_proxy": args.grpc, "study": study, "candidates": args.candidates, "proxy": args.proxy,
             "elapsed_s": round(elapsed, 1), "trials_per_min": round(60 * counts["complete"] / elapsed, 1),
             **{k: round(v, 2) if isinstance(v, float) else v for k, v in told.items()},
             "told_by_workers": finished_here, "peak_connections": monitor.peak_connections, **counts,
@@ -276,6 +287,8 @@ def main() -> int:
     parser.add_argument("--chaos-workers", type=int, default=8)
     parser.add_argument("--kill-every-s", type=float, default=20.0)
     parser.add_argument("--heartbeat", type=int, default=10)
+    parser.add_argument("--grpc", action="store_true", help="workers use Optuna's GrpcStorageProxy in front of it")
+    parser.add_argument("--grpc-port", type=int, default=13039)
     parser.add_argument("--latency-table", type=Path, default=ROOT / "runs" / "many_workers" / "table.json")
     parser.add_argument("--work-dir", default=None, help="where worker logs go (default: a temporary directory)")
     parser.add_argument("--out", type=Path, default=None)
@@ -285,6 +298,10 @@ def main() -> int:
     except ValueError:
         print(f"error: --workers-list {args.workers_list}: allowed: counts separated by commas, e.g. 1,4,8,16",
               file=sys.stderr)
+        return 2
+    if args.chaos and args.grpc:
+        print("error: --chaos --grpc: the proxy has no heartbeat, a killed worker's trial stays RUNNING; allowed: "
+              "one of them", file=sys.stderr)
         return 2
     if args.chaos and args.storage:
         print("error: --chaos restarts the database, so it needs the throwaway one; allowed: --chaos without "
@@ -317,6 +334,7 @@ def main() -> int:
             print(f"  tracebacks in {result['workers_with_traceback']} ({result['logs']})", flush=True)
     day = datetime.date.today().isoformat()
     kind = "chaos" if args.chaos else args.proxy.replace(":", "-").replace("none", "census")
+    kind += "_grpc" if args.grpc else ""
     out = args.out or ROOT / "benchmarks" / "results" / f"many_workers_{kind}_{cpu_tag(cpu)}_{day}.json"
     out.write_text(json.dumps({"cpu": cpu, "cores": os.cpu_count(), "command": " ".join(sys.argv),
                                "worker_command": " ".join(worker_command(args, "STUDY", 1)[1:]),

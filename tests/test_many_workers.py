@@ -33,13 +33,13 @@ def _census(tmp_path, study_name: str, seed: int, env: dict) -> subprocess.Popen
     return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _claimed_by(url: str, study_name: str, pid: int) -> bool:
+def _claimed_by(url: str, study_name: str, pid: int, states=(TrialState.RUNNING,)) -> bool:
     try:
         study = optuna.load_study(study_name=study_name, storage=url)
     except KeyError:  # not created yet
         return False
     return any((t.system_attrs.get(WORKER) or {}).get("pid") == pid
-               for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+               for t in study.get_trials(deepcopy=False, states=states))
 
 
 @pytest.mark.skipif(not POSTGRES, reason="FASTERNET_TEST_POSTGRES_URL is not set (.ci/run starts a PostgreSQL)")
@@ -51,9 +51,17 @@ def test_a_worker_killed_mid_trial_loses_nothing_and_duplicates_nothing(tmp_path
     victim = workers[0]
     try:
         deadline = time.monotonic() + 60
-        while not _claimed_by(POSTGRES, study_name, victim.pid):  # killed in the middle of a trial
+        while not _claimed_by(POSTGRES, study_name, victim.pid, states=None):  # it runs trials
             assert victim.poll() is None and time.monotonic() < deadline, "the worker never ran a trial"
             time.sleep(0.05)
+        while True:  # killed in the middle of a trial: stopped, and killed only if a trial of its is running
+            victim.send_signal(signal.SIGSTOP)
+            time.sleep(0.2)  # what it had sent before it stopped is in the database
+            if _claimed_by(POSTGRES, study_name, victim.pid):
+                break
+            victim.send_signal(signal.SIGCONT)
+            assert victim.poll() is None and time.monotonic() < deadline, "no trial of the worker was running"
+            time.sleep(0.1)
         victim.send_signal(signal.SIGKILL)
         outputs = [w.communicate(timeout=120) for w in workers[1:]]
     finally:

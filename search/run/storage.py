@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from search.errors import SearchError
 from search.records.trial import (
+    WORKER,
     retry_attrs,
     retry_history,
     retry_system_attrs,
@@ -35,6 +36,8 @@ from search.records.trial import (
     store_worker,
     worker_of,
 )
+from search.run.buffered_storage import BufferedTrialWrites
+from search.run.grpc_proxy import is_grpc_url, open_grpc_proxy
 
 DEFAULT_STORAGE = "sqlite:///fasternet_studies.db"
 #: The environment variable the CLI reads the storage URL from (keeps a password out of shell history).
@@ -176,7 +179,7 @@ def _timing_now() -> _Timing | None:
 
 def _resilient(name: str):
     """RDBStorage's method `name`, timed, and repeated while the database is away (up to RECONNECT_S)."""
-    method = ResilientStorage.__dict__.get(name) or getattr(RDBStorage, name)
+    method = getattr(ResilientStorage, name)  # not wrapped yet: this class's, the buffer's or RDBStorage's
 
     @functools.wraps(method)
     def call(self: RDBStorage, *args, **kwargs):
@@ -224,12 +227,18 @@ def _resilient(name: str):
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
-class ResilientStorage(RDBStorage):
+class ResilientStorage(BufferedTrialWrites):
     """An RDBStorage whose calls wait for a database that went away (up to `reconnect_s`) instead of failing
-    at once, and fail with one line (SearchError) when it does not come back or refuses more connections."""
+    at once, and fail with one line (SearchError) when it does not come back or refuses more connections.
+    A worker's writes to its own running trial are sent in few transactions (BufferedTrialWrites)."""
 
     reconnect_s = RECONNECT_S
     _given_up = False  # a call gave up waiting for the database: the next ones try once
+
+    claim_trials = True  # False in a process that serves others' trials (the gRPC proxy)
+
+    def _claim(self) -> dict[str, Any]:
+        return {WORKER: _worker_record()} if self.claim_trials else {}
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         """The running trials whose heartbeat is older than the grace period, each with its reason written while
@@ -263,10 +272,13 @@ def make_storage(url: str, heartbeat_s: int = 10) -> RDBStorage:
     """An RDB storage with heartbeats, so that a trial left running by a killed worker is failed and retried.
 
     A PostgreSQL or MySQL storage holds at most POOL_SIZE + MAX_OVERFLOW connections per process (one worker's
-    main thread and heartbeat thread use two), and rides out a database restart (ResilientStorage)."""
+    main thread and heartbeat thread use two), and rides out a database restart (ResilientStorage).
+    grpc://HOST:PORT is a client of Optuna's storage proxy (search.run.grpc_proxy): no heartbeat there."""
     shown = redact(url)
     allowed = ("allowed: sqlite:///FILE.db, postgresql://USER:PASSWORD@HOST/DB (with the [postgres] extra), "
-               "mysql://...")
+               "mysql://..., grpc://HOST:PORT (a storage proxy, with the [grpc] extra)")
+    if is_grpc_url(url):
+        return open_grpc_proxy(url)
     if not re.match(r"^(sqlite|postgresql(\+\w+)?|mysql(\+\w+)?)://", url):
         raise SearchError("storage", shown, f"not a storage URL; {allowed}")
     path = sqlite_path(url)
@@ -362,12 +374,22 @@ def _proc_stat(pid: int) -> tuple[str, int] | None:
     return fields[0], int(fields[19])
 
 
-def claim_trial(trial: optuna.Trial) -> None:
-    """Records on a running trial which process runs it, so that its death is seen at once on this machine."""
+_workers: dict[int, dict[str, Any]] = {}
+
+
+def _worker_record() -> dict[str, Any]:
+    """This process, as a trial's WORKER attribute names it (computed once per process)."""
     pid = os.getpid()
-    stat = _proc_stat(pid)
-    worker = {"host": socket.gethostname(), "machine": _machine(), "pid": pid, "started": stat and stat[1]}
-    store_worker(trial, worker)
+    if pid not in _workers:
+        stat = _proc_stat(pid)
+        _workers[pid] = {"host": socket.gethostname(), "machine": _machine(), "pid": pid, "started": stat and stat[1]}
+    return _workers[pid]
+
+
+def claim_trial(trial: optuna.Trial) -> None:
+    """Records on a running trial which process runs it, so that its death is seen at once on this machine
+    (a ResilientStorage has stored it already, with the trial)."""
+    store_worker(trial, _worker_record())
 
 
 def _alive(pid: int, started: int | None) -> bool:

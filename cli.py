@@ -183,8 +183,8 @@ def bench_ops(width, resolution, device, threads, batch_size, fmt) -> None:
 def bench_models(specs, device, threads, batch_size, input_size, runtime, fmt) -> None:
     """The named configs T0..L (or the given spec files) side by side: params, FLOPs, latency, FLOPS."""
     from fasternet_space import NAMED_SPECS, count, load_spec
+    from fasternet_space.ladder import measure_side_by_side
     from fasternet_space.measure import resolve_device
-    from fasternet_space.relative import measure_side_by_side
     from fasternet_space.report import format_models_table, model_summary
     from fasternet_space.runtimes import check_available
 
@@ -458,8 +458,9 @@ def analyze(study_name, storage, out, fmt) -> None:
               help="Seconds of timing per whole network at most.")
 def profile_command(device, runtime, threads, space_path, out, fit_specs, held_out_specs, seed, part_time,
                     network_time) -> None:
-    """Latency table for this device and runtime: every part the space can produce, timed alone, and a
-    correction fitted on whole networks (`predict`, `search --latency predicted|auto` read it)."""
+    """Latency table for this device and runtime: every part the space can produce and whole networks to fit
+    a correction on, all timed as ratios to T0 interleaved with them (`predict`, `search --latency
+    predicted|auto` read it; ms = ratio x T0's calibration, made once here)."""
     from dataclasses import replace
 
     from fasternet_space.latency_table import check_profilable, profile
@@ -517,7 +518,7 @@ def predict(table_path, specs, device, runtime, allow_other_device, fmt) -> None
             fail(f"{text}: {exc.message('spec')}")
     if fmt == "json":
         click.echo(json.dumps({"table": str(table_path), "protocol": table.protocol, "error": table.error,
-                               "predictions": rows}, indent=2))
+                               "calibration": table.calibration, "predictions": rows}, indent=2))
         return
     click.echo(format_predictions(rows, table.describe()))
 

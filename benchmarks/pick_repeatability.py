@@ -30,9 +30,9 @@ import torch  # noqa: E402
 
 from fasternet_space import count, load_spec  # noqa: E402
 from fasternet_space.data import load_dataset  # noqa: E402
+from fasternet_space.ladder import measure_side_by_side  # noqa: E402
 from fasternet_space.measure import device_name  # noqa: E402
 from fasternet_space.proxy import ProxyConfig, train_proxy  # noqa: E402
-from fasternet_space.relative import measure_side_by_side  # noqa: E402
 from fasternet_space.report import format_table  # noqa: E402
 from fasternet_space.stats import loss_seed_interval  # noqa: E402
 from search import SearchConfig, read_trials  # noqa: E402

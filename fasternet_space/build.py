@@ -10,9 +10,10 @@ from .checkpoint import load_checkpoint, save_model
 from .cost import count
 from .export import export_onnx
 from .inference import for_inference
+from .ladder import measure_against_reference
 from .measure import measure_model, resolve_device
 from .model import build_model
-from .relative import PROTOCOL_PAIRS, measure_against_reference, relative_timing_applies
+from .relative import PROTOCOL_PAIRS, relative_timing_applies
 from .report import measured_summary, spec_summary
 from .runtimes import check_available, measure_in, model_session
 from .spec import ArchSpec

@@ -137,6 +137,8 @@ class Calibration:
     steal_share: float | None  # share of the CPU time the hypervisor took away during the window (/proc/stat)
     device_name: str
     clock: str | None = None  # WALL or THREAD_CPU (None: stored before the clock was chosen, wall)
+    factor: float | None = None  # a rung of the ladder: its latency in its base's units (None: the base itself)
+    unit: str | None = None  # that base ("T0"), whose calibration this one is derived from
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -22,7 +22,7 @@ from .paired import (
     clock_name,
     time_ratio,
 )
-from .runtimes import ModelSession, measure_spec_in, spec_session
+from .runtimes import ModelSession, spec_session
 from .spec import ArchSpec
 
 DEFAULT_REFERENCE = "t0"  # the smallest named config: cheap to interleave with every candidate
@@ -80,11 +80,13 @@ def relative_measurement(candidate: ModelSession, timing: RatioTiming, calibrati
     timing_policy = TimingPolicy(rel_ci=policy.rel_ci, max_time_s=policy.max_time_s)
     protocol = candidate.protocol_for(timing_policy)
     latency_ms = timing.ratio * calibration.ms
+    unit_ratio = timing.ratio * (calibration.factor or 1.0)  # in the base's units (T0), whatever rung it was paired with
     if protocol.throughput_batch == 1:
         throughput = 1e3 / latency_ms
     else:  # a batch's throughput is not what the pairs time: measured on its own, as before
         throughput = candidate.measure(replace(timing_policy, rel_ci=0.05)).throughput
     relative = {"reference": calibration.reference, "ratio": timing.ratio, "ratio_ci": list(timing.ratio_ci),
+                "unit_ratio": unit_ratio,
                 "pairs": timing.pairs, "verdict": timing.verdict, "seconds": timing.seconds,
                 "candidate_ms_this_run": timing.candidate_ms, "reference_ms_this_run": timing.reference_ms,
                 "reference_min_ms_this_run": timing.reference_min_ms, "clock": clock,
@@ -95,39 +97,3 @@ def relative_measurement(candidate: ModelSession, timing: RatioTiming, calibrati
                        repeats=timing.pairs, stable=timing.stable, throughput=throughput,
                        flops_per_s=candidate.flops / (latency_ms / 1e3), protocol=protocol,
                        extra={"relative": relative})
-
-
-def measure_side_by_side(specs: list[ArchSpec], runtime: str, *, device: str, threads: int | None,
-                         throughput_batch: int | None, input_size: int | None,
-                         policy: PairPolicy = PROTOCOL_PAIRS) -> list[Measurement]:
-    """`bench models`: each spec's inference form at `input_size` (None: its own). On the CPU the reference is
-    calibrated once per input shape and each model timed in pairs with it; elsewhere each is timed alone."""
-    if not relative_timing_applies(device):
-        return [measure_spec_in(spec, runtime, device=device, threads=threads, throughput_batch=throughput_batch,
-                                input_size=input_size or spec.input_size) for spec in specs]
-    results = []
-    with contextlib.ExitStack() as stack:
-        references: dict[tuple[int, int], tuple[ModelSession, Calibration]] = {}
-        for spec in specs:
-            shape = (input_size or spec.input_size, spec.in_chans)
-            if shape not in references:
-                reference = stack.enter_context(reference_session(
-                    DEFAULT_REFERENCE, runtime, device=device, threads=threads, input_size=shape[0], in_chans=shape[1]))
-                references[shape] = (reference, calibrate_session(reference, DEFAULT_REFERENCE))
-            reference, calibration = references[shape]
-            with spec_session(spec, runtime, device=device, threads=threads, input_size=shape[0],
-                              throughput_batch=throughput_batch) as candidate:
-                results.append(measure_relative(candidate, reference, calibration, policy))
-    return results
-
-
-def measure_against_reference(model_session_cm, *, name: str = DEFAULT_REFERENCE, runtime: str, device: str,
-                              threads: int | None, input_size: int, in_chans: int,
-                              policy: PairPolicy) -> Measurement:
-    """One model measured as `build --measure` and `bench models` do on the CPU: the reference calibrated
-    for this measurement, then the model timed in pairs with it. `model_session_cm`: the model's session
-    (a context manager, e.g. `runtimes.model_session(...)`)."""
-    with reference_session(name, runtime, device=device, threads=threads, input_size=input_size,
-                           in_chans=in_chans) as reference, model_session_cm as candidate:
-        calibration = calibrate_session(reference, name)
-        return measure_relative(candidate, reference, calibration, policy)

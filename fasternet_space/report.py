@@ -87,8 +87,13 @@ def relative_text(summary: dict[str, Any]) -> str:
     relative = summary.get("relative")
     if not relative:
         return ""
-    return (f" = {relative['ratio']:.3f} x {relative['reference']} ({relative['reference']} calibrated at "
-            f"{relative['calibration']['ms']:.2f} ms)")
+    calibration = relative["calibration"]
+    base = calibration.get("unit") or relative["reference"]  # T0, or the rung itself when it is the base
+    unit_ms = calibration["ms"] / (calibration.get("factor") or 1.0)
+    ratio = relative.get("unit_ratio", relative["ratio"])
+    rung = relative["reference"]
+    via = f", timed in pairs with {rung}: {relative['ratio']:.3f} x {rung}" if rung != base else ""
+    return f" = {ratio:.3f} x {base}{via} ({base} calibrated at {unit_ms:.2f} ms)"
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -171,29 +176,43 @@ def format_operator_tables(rows: list[OperatorRow], ratios: dict[str, dict[tuple
 def format_models_table(results: list[dict[str, Any]]) -> str:
     """`bench models` as text: one row per measured model, then the protocol (the first model's)."""
     relative = [r["relative"] for r in results if r.get("relative")]
+    base = (relative[0]["calibration"].get("unit") or relative[0]["reference"]) if relative else None
     table = [[r["named"] or r["name"], human(r["params"]), human(r["flops"]), f"{r['latency_ms']:.2f}",
-              *([f"{r['relative']['ratio']:.3f}"] if relative else []),
+              *([f"{r['relative'].get('unit_ratio', r['relative']['ratio']):.3f}", r["relative"]["reference"]]
+                if relative else []),
               f"{r['throughput']:.1f}", human(r["flops_per_s"], "FLOPS")] for r in results]
-    ratio = [f"x {relative[0]['reference']}"] if relative else []
+    ratio = [f"x {base}", "paired with"] if relative else []
     text = format_table(["model", "params", "FLOPs", "latency ms", *ratio, "throughput img/s", "achieved"], table)
     if relative:
-        calibration = relative[0]["calibration"]
-        text += (f"\n\nlatency = ratio x {relative[0]['reference']}'s calibrated latency "
-                 f"({calibration['ms']:.2f} ms, {calibration['estimator']}); each model timed in pairs with it")
+        first = relative[0]["calibration"]
+        unit_ms = first["ms"] / (first.get("factor") or 1.0)
+        text += (f"\n\nlatency = ratio x {base}'s calibrated latency ({unit_ms:.2f} ms, minimum of back-to-back "
+                 f"calls{' in thread CPU time' if first.get('clock') == 'thread CPU' else ''}); each model timed "
+                 f"in pairs with the named config nearest it in FLOPs, linked to {base} by paired ratios of "
+                 "neighbouring configs")
     return text + f"\n\nprotocol: {Protocol.from_dict(results[0]['protocol']).describe()}"
 
 
 def format_predictions(rows: list[dict[str, Any]], table_description: str) -> str:
-    """`predict` as text: one row per spec, then the latency table it came from."""
-    table = [[r["spec"], f"{r['latency_ms']:.2f}", f"{r['parts_ms']:.2f}", r["parts"], f"{r['predict_us']:.0f}"]
-             for r in rows]
-    return (format_table(["spec", "predicted ms", "sum of parts ms", "parts", "took us"], table)
-            + f"\n\ntable: {table_description}")
+    """`predict` as text: one row per spec ('14.80 ms = 0.930 x T0' from a table in reference units), then
+    the latency table it came from."""
+    table = [[r["spec"], f"{r['latency_ms']:.2f} ms" + ("" if r.get("ratio") is None else
+                                                         f" = {r['ratio']:.3f} x {r['reference']}"),
+              f"{r['parts_sum']:.3f}", r["parts"], f"{r['predict_us']:.0f}"] for r in rows]
+    calibrated = next((r for r in rows if r.get("ratio") is not None), None)
+    units = (f"{calibrated['reference']} calibrated at {calibrated['calibration_ms']:.2f} ms; " if calibrated
+             else "")
+    return (format_table(["spec", "predicted", "sum of parts", "parts", "took us"], table)
+            + f"\n\n{units}table: {table_description}")
 
 
 def format_profiled(table: LatencyTable) -> str:
     """What `profile` says of a table it made: what was timed, how long it took, and the table."""
     profiled = table.profile
+    units = ""
+    if table.calibration is not None:
+        units = (f"parts and networks timed as ratios to {table.reference_name}; a prediction in ms is its "
+                 f"ratio x {table.reference_name}'s calibration\n")
     return (f"{profiled['parts_timed']} parts and {len(profiled['fit_networks'])} + "
             f"{len(profiled['held_out_networks'])} networks timed in {profiled['seconds'] / 60:.1f} min\n"
-            f"table: {table.describe()}")
+            f"{units}table: {table.describe()}")

@@ -34,8 +34,9 @@ def timed_records(tmp_path_factory):
 
 def with_speeds(records, calibration_ms, speeds, ratio=1.0):
     """Copies of one record, one per reference speed, all with `ratio` and the study's calibration."""
-    return [replace(records[0], number=i, latency_ratio=ratio, calibration_ms=calibration_ms, reference_min_ms=s,
-                    repeat_of=None) for i, s in enumerate(speeds)]
+    return [replace(records[0], number=i, latency_ratio=ratio, latency_unit_ratio=ratio, latency_unit="T0",
+                    latency_reference="T0", calibration_ms=calibration_ms, latency_ms=ratio * calibration_ms,
+                    reference_min_ms=s, repeat_of=None) for i, s in enumerate(speeds)]
 
 
 def test_the_band_runs_from_the_fastest_reference_to_the_slow_quantile_not_one_burst(timed_records):
@@ -44,23 +45,29 @@ def test_the_band_runs_from_the_fastest_reference_to_the_slow_quantile_not_one_b
     speeds = [10.5, 11, 11.5, 12, 12.5, 13, 13.5, 14, 40, 10.2]
     speed = reference_speed(with_speeds(records, 10.0, speeds))
     assert speed.fastest_ms == 10.0  # the calibration was the fastest
-    assert speed.slowest_ms == 14.0  # the 90% quantile of ten: the burst is left out
+    assert speed.slowest_ms == pytest.approx(14.0)  # the 90% quantile of ten: the burst is left out
     assert speed.trials == 10
     assert speed.spread == pytest.approx(0.4)
     # a trial faster than the calibration lowers the fast end
-    assert reference_speed(with_speeds(records, 10.0, [9.0, 10.0, 11.0])).fastest_ms == 9.0
+    assert reference_speed(with_speeds(records, 10.0, [9.0, 10.0, 11.0])).fastest_ms == pytest.approx(9.0)
+    # a rung of the ladder (T1 at 2x T0, calibrated at 20 ms through its link) is read on the same scale
+    rung = [replace(r, latency_reference="T1", latency_ratio=0.9, latency_unit_ratio=1.8, calibration_ms=20.0,
+                    reference_min_ms=26.0) for r in with_speeds(records, 10.0, [10.0] * 9)]
+    mixed = reference_speed(with_speeds(records, 10.0, [10.0] * 9) + rung)
+    assert mixed.calibration_ms == pytest.approx(10.0) and mixed.slowest == pytest.approx(1.3)
 
 
 def test_a_candidate_is_borderline_only_where_the_speed_puts_it_on_either_side(timed_records):
     _, records = timed_records
     speed = reference_speed(with_speeds(records, 10.0, [10.0] * 5 + [13.0] * 5))  # 10 to 13 ms
-    assert speed.slowest_ms == 13.0
-    verdict = {ratio: budget_verdict(replace(records[0], latency_ratio=ratio), speed, 20.0) for ratio in (1.5, 1.8, 2.1)}
+    assert speed.slowest_ms == pytest.approx(13.0)
+    verdict = {ratio: budget_verdict(replace(records[0], latency_ratio=ratio, latency_ms=10 * ratio), speed, 20.0)
+               for ratio in (1.5, 1.8, 2.1)}
     # 1.5 x: 15 to 19.5 ms, in; 1.8 x: 18 to 23.4 ms, either side of 20; 2.1 x: 21 ms at the fastest, out
     assert verdict == {1.5: IN, 1.8: BORDERLINE, 2.1: OUT}
     # a steady machine: only a candidate within a hair of the budget is borderline
     steady = reference_speed(with_speeds(records, 10.0, [10.0] * 10))
-    assert budget_verdict(replace(records[0], latency_ratio=1.8), steady, 20.0) == IN
+    assert budget_verdict(replace(records[0], latency_ratio=1.8, latency_ms=18.0), steady, 20.0) == IN
 
 
 def test_no_band_without_paired_timings(timed_records):
@@ -75,8 +82,8 @@ def test_the_summary_names_the_borderline_candidates_and_the_budget_in_reference
     outcome, records = timed_records
     moving = with_speeds(records, 10.0, [10.0] * 5 + [13.0] * 5, ratio=1.8)
     text = "\n".join(summary_lines(outcome, moving, 20.0))
-    assert "T0's speed during this study: calibrated at 10.00 ms; its fastest call per timing ranged 10.00 to " \
-           "13.00 ms (30% apart, over 10 timings" in text
+    assert "T0's speed during this study: calibrated at 10.00 ms; the references' fastest call per timing put it " \
+           "at 10.00 to 13.00 ms (30% apart, over 10 timings" in text
     assert "10 candidate(s) are within the 20 ms budget at T0's fastest and over it at its slowest" in text
     assert "(1.800 x T0: 18.0 to 23.4 ms)" in text
     assert "--latency-budget 2xT0 is 20 ms at this calibration" in text

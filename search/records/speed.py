@@ -23,41 +23,53 @@ MIN_TRIALS_FOR_QUANTILE = 5  # with fewer paired trials the slow end is their sl
 
 @dataclass(frozen=True)
 class ReferenceSpeed:
-    reference: str  # "T0"
-    calibration_ms: float  # the study's calibration: the ms of record are ratio x this
-    fastest_ms: float  # the reference's fastest: the calibration or a trial's fastest call, whichever is lower
-    slowest_ms: float  # the slow end: SLOWEST_QUANTILE of the trials' fastest calls (never below the calibration)
-    trials: int  # paired trials that recorded the reference's speed
+    reference: str  # the base reference ("T0")
+    calibration_ms: float  # its calibration: the ms of record are ratios x this
+    fastest: float  # the fastest speed seen, as a factor of the calibrated latency (1.0, or below where a trial's
+    # fastest reference call beat the calibration)
+    slowest: float  # the slow end: SLOWEST_QUANTILE of the trials' factors (never below 1.0)
+    trials: int  # paired trials that recorded their reference's speed
+
+    @property
+    def fastest_ms(self) -> float:
+        return self.calibration_ms * self.fastest
+
+    @property
+    def slowest_ms(self) -> float:
+        return self.calibration_ms * self.slowest
 
     @property
     def spread(self) -> float:
         """How far the slow end lies above the fast one (0.25: 25% slower)."""
-        return self.slowest_ms / self.fastest_ms - 1
+        return self.slowest / self.fastest - 1
 
 
 def reference_speed(records: list[TrialRecord]) -> ReferenceSpeed | None:
-    """The reference's speed over the study's paired timings; None when none recorded it (timed alone, on a GPU,
-    predicted, or a study made before this was stored)."""
-    timed = [r for r in records if r.latency_ratio is not None and r.reference_min_ms is not None
-             and r.calibration_ms is not None]
+    """The references' speed over the study's paired timings (each trial's fastest reference call over its
+    reference's calibration: one scale for every rung of the ladder); None when none recorded it (timed alone,
+    on a GPU, predicted, or a study made before this was stored)."""
+    timed = [r for r in records if r.latency_ratio and r.reference_min_ms and r.calibration_ms]
     if not timed:
         return None
-    calibration = timed[0].calibration_ms
-    speeds = sorted(r.reference_min_ms for r in timed)
-    slow = speeds[-1] if len(speeds) < MIN_TRIALS_FOR_QUANTILE else speeds[round(SLOWEST_QUANTILE * (len(speeds) - 1))]
-    return ReferenceSpeed(reference=timed[0].latency_reference or "T0", calibration_ms=calibration,
-                          fastest_ms=min(calibration, speeds[0]), slowest_ms=max(slow, calibration), trials=len(timed))
+    factors = sorted(r.reference_min_ms / r.calibration_ms for r in timed)
+    slow = factors[-1] if len(factors) < MIN_TRIALS_FOR_QUANTILE else factors[
+        round(SLOWEST_QUANTILE * (len(factors) - 1))]
+    first = timed[0]
+    unit_ratio = first.latency_unit_ratio or first.latency_ratio
+    return ReferenceSpeed(reference=first.latency_unit or first.latency_reference or "T0",
+                          calibration_ms=first.calibration_ms * first.latency_ratio / unit_ratio,
+                          fastest=min(1.0, factors[0]), slowest=max(slow, 1.0), trials=len(timed))
 
 
 def latency_range_ms(record: TrialRecord, speed: ReferenceSpeed) -> tuple[float, float] | None:
-    """The record's latency at the reference's fastest and slowest speed of the study (its ratio x each)."""
-    if record.latency_ratio is None:
+    """The record's latency at the fastest and the slowest speed the study saw."""
+    if record.latency_ratio is None or record.latency_ms is None:
         return None
-    return record.latency_ratio * speed.fastest_ms, record.latency_ratio * speed.slowest_ms
+    return record.latency_ms * speed.fastest, record.latency_ms * speed.slowest
 
 
 def budget_verdict(record: TrialRecord, speed: ReferenceSpeed, budget_ms: float) -> str | None:
-    """IN: within the budget even at the reference's slowest; OUT: over it even at its fastest; BORDERLINE:
+    """IN: within the budget even at the slowest speed seen; OUT: over it even at the fastest; BORDERLINE:
     which depends on the machine's speed at the time. None for a record with no ratio."""
     span = latency_range_ms(record, speed)
     if span is None:

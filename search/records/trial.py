@@ -124,6 +124,8 @@ class TrialRecord:
     outside_cores: float | None = None  # cores' worth of CPU other processes used while it was timed
     steal_share: float | None = None  # share of CPU time the hypervisor took away while it was timed
     reference_min_ms: float | None = None  # the reference's fastest call among its pairs: the machine's speed then
+    latency_unit_ratio: float | None = None  # its latency in the base reference's units (T0), via its rung
+    latency_unit: str | None = None  # that base ("T0"); latency_reference is the rung it was paired with
     rank_by: str = "top1"  # what ranks its study's trained trials: "loss" (lower is better) or "top1"
     # (seed, held-out loss, its per-image sd): its own training first, then confirmations that stored a loss
     seed_losses: tuple[tuple[int, float, float | None], ...] = ()
@@ -513,7 +515,12 @@ def _stored_relative(relative: dict[str, Any]) -> dict[str, Any]:
             "pairs": relative["pairs"], "verdict": relative["verdict"], "seconds": relative["seconds"],
             "calibration_ms": relative["calibration"]["ms"], "outside_cores": relative.get("outside_cores"),
             "steal_share": relative.get("steal_share"), "reference_min_ms": relative.get("reference_min_ms_this_run"),
-            "clock": relative.get("clock")}
+            "clock": relative.get("clock"), "unit_ratio": relative.get("unit_ratio"),
+            "unit": relative["calibration"].get("unit") or relative["reference"]}
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _relative_fields(stored: Any) -> dict[str, Any]:
@@ -528,7 +535,9 @@ def _relative_fields(stored: Any) -> dict[str, Any]:
             "latency_early": stored.get("verdict") if stored.get("verdict") in ("over", "under") else None,
             "outside_cores": finite_number(stored.get("outside_cores")),
             "steal_share": finite_number(stored.get("steal_share")),
-            "reference_min_ms": finite_number(stored.get("reference_min_ms"))}
+            "reference_min_ms": finite_number(stored.get("reference_min_ms")),
+            "latency_unit_ratio": finite_number(stored.get("unit_ratio", stored.get("ratio"))),
+            "latency_unit": _text(stored.get("unit", stored.get("reference")))}
 
 
 def over_budget_reason(latency_ms: float | None, over_ms: float | None) -> str:

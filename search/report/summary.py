@@ -17,6 +17,7 @@ from search.records.speed import (
     ReferenceSpeed,
     borderline_on_speed,
     budget_verdict,
+    latency_range_ms,
     reference_speed,
 )
 from search.records.study_attrs import SeedResult
@@ -250,16 +251,16 @@ def _named_lines(records: list[TrialRecord], front: list[TrialRecord], speed: Re
 
 
 def _ratio_text(record: TrialRecord) -> str:
-    """' = 1.864 x T0' for a candidate timed in pairs with a reference."""
+    """' = 1.864 x T0' for a candidate timed in pairs with a reference (in the base's units, whatever rung)."""
     if record.latency_ratio is None or record.latency_reference is None:
         return ""
-    return f" = {record.latency_ratio:.3f} x {record.latency_reference}"
+    return f" = {record.latency_unit_ratio or record.latency_ratio:.3f} x {record.latency_unit or record.latency_reference}"
 
 
 def _speed_mark(record: TrialRecord, speed: ReferenceSpeed | None, budget_ms: float | None) -> str:
     if speed is None or budget_ms is None or budget_verdict(record, speed, budget_ms) != BORDERLINE:
         return ""
-    fast, slow = record.latency_ratio * speed.fastest_ms, record.latency_ratio * speed.slowest_ms
+    fast, slow = latency_range_ms(record, speed)
     return f"; borderline on this machine's speed ({fast:.1f} to {slow:.1f} ms)"
 
 
@@ -269,13 +270,14 @@ def _speed_lines(records: list[TrialRecord], speed: ReferenceSpeed | None, budge
     if speed is None or budget_ms is None:
         return []
     ref = speed.reference
-    lines = [f"\n{ref}'s speed during this study: calibrated at {speed.calibration_ms:.2f} ms; its fastest call "
-             f"per timing ranged {speed.fastest_ms:.2f} to {speed.slowest_ms:.2f} ms ({100 * speed.spread:.0f}% "
-             f"apart, over {speed.trials} timings; the ms above are ratio x the calibration)"]
+    lines = [f"\n{ref}'s speed during this study: calibrated at {speed.calibration_ms:.2f} ms; the references' "
+             f"fastest call per timing put it at {speed.fastest_ms:.2f} to {speed.slowest_ms:.2f} ms "
+             f"({100 * speed.spread:.0f}% apart, over {speed.trials} timings; the ms above are ratios x the "
+             "calibration)"]
     moving = borderline_on_speed(records, speed, budget_ms)
     if moving:
-        shown = ", ".join(f"{_label(r)} ({r.latency_ratio:.3f} x {ref}: {r.latency_ratio * speed.fastest_ms:.1f} to "
-                          f"{r.latency_ratio * speed.slowest_ms:.1f} ms)" for r in moving[:6])
+        shown = ", ".join(f"{_label(r)} ({_ratio_text(r).removeprefix(' = ')}: "
+                          + "{:.1f} to {:.1f} ms)".format(*latency_range_ms(r, speed)) for r in moving[:6])
         more = f" and {len(moving) - 6} more" if len(moving) > 6 else ""
         lines.append(f"{len(moving)} candidate(s) are within the {budget_ms:g} ms budget at {ref}'s fastest and over "
                      f"it at its slowest, so another run on this machine may decide them either way: {shown}{more}. "

@@ -7,15 +7,15 @@ already rule it out (`--latency auto`)."""
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import replace
 
 import optuna
 
+from fasternet_space.ladder import RUNGS, ReferencePool, nearest_rung, rung_flops
 from fasternet_space.latency_table import LatencyTable
 from fasternet_space.measure import Measurement, TimingPolicy
 from fasternet_space.paired import Calibration, PairPolicy
-from fasternet_space.relative import calibrate_session, measure_relative, reference_session
+from fasternet_space.relative import measure_relative
 from fasternet_space.runtimes import ModelSession, spec_session
 from fasternet_space.spec import ArchSpec
 from fasternet_space.spec_io import read_yaml
@@ -43,33 +43,45 @@ def longer_pairs(policy: PairPolicy) -> PairPolicy:
 
 
 class References:
-    """The reference network of paired timing in this process: built once per input shape and runtime, its
-    calibration read from the study (timed here, and stored, when the study has none or on `recalibrate`)."""
+    """The references of paired timing in this process: a ladder (`fasternet_space.ladder`) whose base is the
+    study's reference, calibrations read from the study (made here, and stored, when the study has none or
+    once per process on `recalibrate`). A candidate pairs with the rung nearest it in FLOPs, up to the rung
+    nearest twice the budget (a candidate far over the budget is called over as soon with that rung)."""
 
     def __init__(self, config: SearchConfig):
         self.config = config
-        self.stack = contextlib.ExitStack()
-        self.sessions: dict[str, tuple[ModelSession, Calibration]] = {}
+        self.study: optuna.Study | None = None
+        self.renewed: set[str] = set()
+        self.pool = ReferencePool(config.runtime, device=config.device, threads=config.threads,
+                                  window_s=config.calibration_s, base=config.reference(), stored=self._stored,
+                                  store=self._store)
 
-    def get(self, study: optuna.Study, input_size: int, in_chans: int) -> tuple[ModelSession, Calibration]:
-        name = self.config.reference()
-        key = study_attrs.calibration_key(name.upper(), in_chans, input_size)
-        if key not in self.sessions:
-            session = self.stack.enter_context(reference_session(
-                name, self.config.runtime, device=self.config.device, threads=self.config.threads,
-                input_size=input_size, in_chans=in_chans))
-            stored = None if self.config.recalibrate else study_attrs.calibration(study, key)
-            if stored is None:
-                calibration = calibrate_session(session, name, window_s=self.config.calibration_s)
-                study_attrs.store_calibration(study, key, calibration.to_dict())
-            else:
-                calibration = Calibration.from_dict(stored)
-            self.sessions[key] = (session, calibration)
-        return self.sessions[key]
+    def _stored(self, key: str) -> dict | None:
+        if self.config.recalibrate and key not in self.renewed:
+            return None
+        return study_attrs.calibration(self.study, key)
+
+    def _store(self, key: str, value: dict) -> None:
+        study_attrs.store_calibration(self.study, key, value)
+        self.renewed.add(key)
+
+    def get(self, study: optuna.Study, input_size: int, in_chans: int, flops: int | None = None,
+            budget_ms: float | None = None) -> tuple[ModelSession, Calibration]:
+        """The base's session and calibration, or with `flops` the candidate's rung's."""
+        self.study = study
+        base = self.config.reference()
+        rung = base
+        if flops is not None:
+            highest = RUNGS[-1]
+            if budget_ms is not None:
+                calibration = self.pool.calibration(base, input_size, in_chans)
+                base_flops = rung_flops(input_size, in_chans)[base]
+                highest = nearest_rung(2 * budget_ms / calibration.ms * base_flops, input_size, in_chans, lowest=base)
+            rung = nearest_rung(flops, input_size, in_chans, lowest=base, highest=highest)
+        return self.pool.get(rung, input_size, in_chans)
 
     def close(self) -> None:
-        self.stack.close()
-        self.sessions.clear()
+        self.pool.close()
 
 
 def measure_candidate(spec: ArchSpec, config: SearchConfig,

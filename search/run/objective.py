@@ -161,8 +161,8 @@ class Objective:
         if latency_ms is None:
             with device_lock(config.lock_dir, config.device, exclusive=True):
                 writer.machine_load(load_per_core())
-                reference = (self.references.get(trial.study, spec.input_size, spec.in_chans)
-                             if self.references is not None else None)
+                reference = (self.references.get(trial.study, spec.input_size, spec.in_chans, count(spec).flops,
+                                                 config.budget_ms) if self.references is not None else None)
                 measurement, borderline = measure_candidate(spec, config, reference)
             latency_ms = measurement.latency_ms
             if not writer.measurement(measurement, config.budget_ms, borderline):

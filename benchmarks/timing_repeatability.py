@@ -10,7 +10,9 @@ pass in reverse order), batch 1, the inference form, one thread, --seconds per n
 - the same pairs with each call timed in this thread's CPU time (`time.thread_time`: the time other
   processes held the core left out), read as the median ratio;
 - in pairs with a rung of a ladder of references (the named config T0..L nearest the network in FLOPs),
-  read as the median per-pair ratio to that rung;
+  timed as the product does (`fasternet_space.ladder`: thread CPU time where the calls compute on this
+  thread), read as the median per-pair ratio to that rung, and in T0's units: that ratio x the rung's links
+  (T1/T0, T2/T1, ... each measured in pairs in the same pass, as a study measures them once);
 - as a duet (Bulej et al., ICPE 2020): the network and T0 run at the same time in two processes pinned to
   two cores, in rounds started together; the median over rounds of the ratio of their mean call times.
 
@@ -25,6 +27,7 @@ size (under / over 3x T0); then the calibration of each pass and its spread. Ass
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import multiprocessing as mp
@@ -40,8 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fasternet_space import NAMED_SPECS, build_model, count  # noqa: E402
 from fasternet_space.inference import for_inference  # noqa: E402
+from fasternet_space.ladder import LINK_PAIRS  # noqa: E402
 from fasternet_space.measure import device_name  # noqa: E402
 from fasternet_space.paired import PairPolicy, calibrate, time_ratio  # noqa: E402
+from fasternet_space.paired import call_clock as product_clock  # noqa: E402
 from search import SearchSpace  # noqa: E402
 
 CPU = torch.device("cpu")
@@ -89,6 +94,8 @@ def nearest_rung(flops: int, rung_flops: dict[str, int]) -> str:
 
 def paired_ratios(model, reference, x, seconds: float, seed: int, min_pairs: int,
                   call_clock=None) -> tuple[list[float], int]:
+    if call_clock == "product":
+        call_clock = product_clock([lambda: model(x), lambda: reference(x)], CPU)
     timing = time_ratio(lambda: model(x), lambda: reference(x), CPU,
                         PairPolicy(warmup=3, min_pairs=min_pairs, max_pairs=100_000, max_time_s=seconds, rel_ci=0.0),
                         seed=seed, call_clock=call_clock)
@@ -162,6 +169,17 @@ class Duet:
             proc.join(timeout=10)
 
 
+def chain(references: dict, x: torch.Tensor) -> dict[str, float]:
+    """Each rung in T0's units: the product of paired ratios of neighbouring rungs, as a study links them."""
+    names = [name for name in LADDER if name in references]
+    out, factor = {names[0]: 1.0}, 1.0
+    for lower, upper in itertools.pairwise(names):
+        calls = [lambda m=references[upper]: m(x), lambda m=references[lower]: m(x)]
+        factor *= time_ratio(*calls, CPU, LINK_PAIRS, call_clock=product_clock(calls, CPU)).ratio
+        out[upper] = factor
+    return out
+
+
 def time_pass(models, references, rungs, x, seconds: float, order, ways, duet: Duet | None,
               min_pairs: int) -> dict[int, dict]:
     out = {}
@@ -182,7 +200,7 @@ def time_pass(models, references, rungs, x, seconds: float, order, ways, duet: D
                                                                      call_clock=time.thread_time)
         if "ladder" in ways:
             row["ladder_ratios"], row["ladder_pairs"] = paired_ratios(models[i], references[rungs[i]], x, seconds,
-                                                                      i, min_pairs)
+                                                                      i, min_pairs, call_clock="product")
         if "duet" in ways and duet is not None:
             row["duet_ratios"] = duet.ratios(str(i), statistics.median(alone), t0_call_ms, seconds)
         out[i] = row
@@ -212,6 +230,9 @@ def summarise(passes: list[dict], n: int, ways: list[str], small: set[int]) -> d
     if "ladder" in ways:
         series["ladder ratio, median"] = [[statistics.median(ps[i]["ladder_ratios"]) for ps in passes]
                                           for i in range(n)]
+        series["ladder ratio in T0 units"] = [
+            [statistics.median(ps[i]["ladder_ratios"]) * ps["chain"][ps[i]["rung"]] for ps in passes]
+            for i in range(n)]
     if "duet" in ways:
         series["duet ratio, median"] = [[statistics.median(ps[i]["duet_ratios"]) for ps in passes] for i in range(n)]
     rows = {}
@@ -247,8 +268,9 @@ def main(argv: list[str] | None = None) -> None:
     rung_specs = {name: NAMED_SPECS[name].replace(input_size=size) for name in LADDER}
     rung_flops = {name: count(spec).flops for name, spec in rung_specs.items()}
     rungs = [nearest_rung(count(spec).flops, rung_flops) for spec in specs]
+    top = max(LADDER.index(rung) for rung in rungs)  # every rung up to the highest used: the links need them
     references = {name: for_inference(build_model(spec).eval()) for name, spec in rung_specs.items()
-                  if name == "t0" or name in rungs}
+                  if LADDER.index(name) <= top}
     models = [for_inference(build_model(spec).eval()) for spec in specs]
     duet = Duet(args.space, args.specs, args.seed) if "duet" in ways else None
     passes, calibrations, cpu_calibrations = [], [], []
@@ -266,8 +288,12 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"pass {p + 1}: T0 calibrated at {calibration.ms:.2f} ms ({in_cpu.ms:.2f} ms in thread CPU "
                       "time)", file=sys.stderr, flush=True)
                 order = range(len(specs)) if p % 2 == 0 else reversed(range(len(specs)))
-                passes.append(time_pass(models, references, rungs, x, args.seconds, order, ways, duet,
-                                        args.min_pairs))
+                one = time_pass(models, references, rungs, x, args.seconds, order, ways, duet, args.min_pairs)
+                if "ladder" in ways:
+                    one["chain"] = chain(references, x)
+                    print("links: " + ", ".join(f"{k.upper()} {v:.3f} x T0" for k, v in one["chain"].items()),
+                          file=sys.stderr, flush=True)
+                passes.append(one)
     finally:
         if duet:
             duet.close()

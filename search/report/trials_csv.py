@@ -52,11 +52,12 @@ FIXED_COLUMNS = (
     "latency_source",  # measured, or predicted (by a latency table: never built nor timed)
     "latency_borderline",  # its first interval straddled the budget, so it was re-measured longer
     "over_budget_ms",  # measured latency minus the budget (negative: within it)
-    "latency_reference",  # the network it was timed in pairs with (empty: timed on its own)
+    "latency_reference",  # the rung it was timed in pairs with (empty: timed on its own)
     "latency_ratio",  # its median per-pair latency ratio to the reference: latency_ms = ratio x calibration_ms
     "latency_ratio_ci_low",  # the ratio's 95% interval
     "latency_ratio_ci_high",
-    "calibration_ms",  # the reference's latency as calibrated for the study
+    "latency_unit_ratio",  # its latency in T0's units: the ratio to its rung x the rung's links down to T0
+    "calibration_ms",  # its rung's latency as calibrated for the study (T0's, or derived through the links)
     "latency_pairs",  # pairs timed
     "latency_early",  # over/under: timing stopped as soon as the interval lay wholly on that side of the budget
     "outside_cores",  # cores' worth of CPU other processes used while it was timed (a busy machine)
@@ -133,6 +134,7 @@ def row(record: TrialRecord, params: Sequence[str], scores: Sequence[str] = (), 
         "latency_ratio": _fixed(record.latency_ratio, 4),
         "latency_ratio_ci_low": _fixed((record.latency_ratio_ci or (None, None))[0], 4),
         "latency_ratio_ci_high": _fixed((record.latency_ratio_ci or (None, None))[1], 4),
+        "latency_unit_ratio": _fixed(record.latency_unit_ratio, 4),
         "calibration_ms": _fixed(record.calibration_ms, 3),
         "latency_pairs": "" if record.latency_pairs is None else str(record.latency_pairs),
         "latency_early": record.latency_early or "",

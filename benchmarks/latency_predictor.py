@@ -40,6 +40,7 @@ from fasternet_space.latency_table import (  # noqa: E402
     distinct_specs,
     network_ratio,
     profile,
+    refit,
     spec_signature,
     split_networks,
 )
@@ -186,6 +187,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--table", action="append", default=[], help="RUNTIME=PATH: use this table, no profiling.")
     parser.add_argument("--save-tables", help="Folder to save the profiled tables in.")
+    parser.add_argument("--refit", action="store_true",
+                        help="Fit a --table's correction again with this version's fit, on the networks and ratios "
+                             "its profile measured (nothing is timed).")
     parser.add_argument("--measured", help="An earlier --out of this script: score against its measurements of the "
                                            "same specs instead of measuring again (another table or correction).")
     parser.add_argument("--out", default="latency_predictor.json")
@@ -199,6 +203,8 @@ def main() -> None:
     for runtime in args.runtimes.split(","):
         if runtime in given:
             table = LatencyTable.load(given[runtime])
+            if args.refit:
+                table = refit(table)
         else:
             sampled = space.sample_specs(SAMPLED_PER_NETWORK * 2 * PROFILE_NETWORKS, seed=0)
             fit, held_out = split_networks(sampled, PROFILE_NETWORKS, PROFILE_NETWORKS)

@@ -1,6 +1,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -15,14 +16,16 @@ from fasternet_space.latency_table import (
     decompose,
     distinct_specs,
     enumerate_shapes,
+    fit_correction,
     plan_parts,
     profile,
+    refit,
     spec_signature,
     split_networks,
     time_block_ratio,
 )
 from fasternet_space.latency_table.parts import block_repeats
-from fasternet_space.latency_table.profile import part_policy
+from fasternet_space.latency_table.profile import correct, part_policy
 from fasternet_space.measure import device_name
 from fasternet_space.paired import PairPolicy
 from fasternet_space.report import format_predictions, format_profiled
@@ -222,8 +225,8 @@ def test_the_table_is_in_reference_units_with_its_calibration(table, tmp_path):
     assert calibration["reference"] == "T0" and calibration["ms"] > 0 and calibration["samples"] >= 1
     assert all(0 < value < 1 for value in table.parts.values())  # every part of this space is smaller than T0
     prediction = table.predict(_spec(BIG))
-    a, b, c = table.correction
-    assert prediction.ratio == pytest.approx(a * prediction.parts_sum + b * prediction.parts + c)
+    _, deltas, _ = table.sums(_spec(BIG))
+    assert prediction.ratio == pytest.approx(correct(table.correction, prediction.parts_sum, prediction.parts, deltas))
     assert prediction.latency_ms == pytest.approx(prediction.ratio * calibration["ms"])
     fit = table.profile["fit"]
     assert len(fit["measured_ratio"]) == len(fit["flops"]) == 6 and all(r > 0 for r in fit["measured_ratio"])
@@ -250,3 +253,27 @@ def test_a_version_1_table_in_ms_is_still_read(table, tmp_path):
     path.write_text(json.dumps(broken))
     with pytest.raises(TableError, match="misses fields"):
         LatencyTable.load(path)
+
+
+def test_the_correction_scales_the_activation_norm_deltas_apart_when_that_predicts_better():
+    # 16 synthetic networks whose blocks' act/norm deltas cost only half what the parts said, with a cost per part
+    rng = np.random.default_rng(0)
+    sums, counts = rng.uniform(0.5, 20, 16), rng.integers(10, 30, 16)
+    deltas = rng.uniform(0, 0.3, 16) * sums
+    measured = 0.95 * sums + 0.01 * counts + 0.05 - 0.5 * deltas
+    a, b, c, d = fit_correction(list(sums), list(counts), list(measured), 0.001, list(deltas))
+    assert (a, b, c, d) == pytest.approx((0.95, 0.01, 0.05, -0.5), abs=1e-6)
+    assert correct([a, b, c, d], sums[0], counts[0], deltas[0]) == pytest.approx(measured[0])
+    # too few networks for the free form: a scale of the sum less one call overhead per part
+    a, b, c, d = fit_correction(list(sums[:4]), list(counts[:4]), list(measured[:4]), 0.001, list(deltas[:4]))
+    assert b == pytest.approx(-a * 0.001) and (c, d) == (0.0, 0.0)
+    assert correct([1.0, 0.0, 0.5], 2.0, 10, 7.0) == 2.5  # a version-1 table's three coefficients: no deltas term
+
+
+def test_refit_fits_the_stored_networks_again_without_timing(table, monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys.modules["fasternet_space.latency_table.profile"], "network_ratio", lambda *a, **k: pytest.fail("timed"))
+    again = refit(LatencyTable(**{**table.__dict__, "profile": json.loads(json.dumps(table.profile)),
+                                  "correction": [9.0, 0.0, 0.0]}))
+    assert again.correction == pytest.approx(table.correction) and again.error == table.error

@@ -13,6 +13,7 @@ from .profile import (
     network_ratio,
     part_ratio,
     profile,
+    refit,
     split_networks,
 )
 from .table import LatencyTable, Prediction, TableError, decompose, key, spec_signature
@@ -21,4 +22,4 @@ from .timing import BlockPolicy, BlockRatio, time_block_ratio
 __all__ = ["MODEL_TIMING", "NETWORKS", "PART_TIMING", "check_profilable", "SAMPLED_PER_NETWORK", "BlockPolicy",
            "BlockRatio", "LatencyTable", "Prediction", "TableError", "decompose", "distinct_specs",
            "enumerate_shapes", "fit_correction", "fit_deltas", "key", "network_ratio", "part_ratio", "plan_parts",
-           "profile", "spec_signature", "split_networks", "time_block_ratio"]
+           "profile", "refit", "spec_signature", "split_networks", "time_block_ratio"]

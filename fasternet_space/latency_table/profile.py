@@ -38,6 +38,7 @@ PART_TIMING = BlockPolicy(warmup=3, min_rounds=7, max_rounds=400, max_time_s=0.6
 MODEL_TIMING = PairPolicy(warmup=2, min_pairs=7, max_pairs=400, max_time_s=3.0, rel_ci=0.02)
 REPEATED_TIME = 4.0  # a block that repeats n times in a network is timed up to min(n / 4, this) x as long
 MIN_FIT_FOR_OFFSET = 8  # networks needed to fit an offset besides the scale
+MIN_FIT_FOR_DELTAS = 12  # networks needed for the free form (scale, per part, offset, deltas)
 SAMPLED_PER_NETWORK = 4  # specs to sample per whole network wanted: repeats of a network are dropped
 NETWORKS = 16  # whole networks to fit the correction on, and as many others for the table's error
 
@@ -97,29 +98,51 @@ def profile(space: DesignSpace, runtime: str = "torch", *, fit_specs: Sequence[A
                              reference=reference, correction=[1.0, 0.0, 0.0], error={},
                              calibration=calibration.to_dict())
         networks = [*fit_specs, *held_out_specs]
-        sums, counts, measured, flops = [], [], [], []
+        measured = []
         for i, spec in enumerate(networks):
-            prediction = table.predict(spec, space)
             measured.append(network_ratio(spec, t0, runtime, device=device, threads=threads, policy=model_timing,
                                           seed=i).ratio)
-            sums.append(prediction.parts_sum)
-            counts.append(prediction.parts)
-            flops.append(count(spec).flops)
             if on_progress:
                 on_progress("networks", i + 1, len(networks))
     fit = len(fit_specs)
-    table.correction = fit_correction(sums[:fit], counts[:fit], measured[:fit], overhead)
-    a, b, c = table.correction
-    predicted = [a * s + b * n + c for s, n in zip(sums[fit:], counts[fit:], strict=True)]
-    table.error = error_summary(predicted, measured[fit:])
+    sums, counts, deltas = fit_table(table, space, networks, fit, measured, overhead)
     table.profile = {"seconds": time.perf_counter() - started, "parts_timed": len(todo), "shapes": len(shapes),
                      "call_overhead_ratio": overhead,
-                     "fit": {"parts_sum": sums, "parts": counts, "measured_ratio": measured, "flops": flops},
+                     "fit": {"parts_sum": sums, "parts": counts, "deltas_sum": deltas, "measured_ratio": measured,
+                             "flops": [count(spec).flops for spec in networks]},
                      "fit_networks": [spec_signature(s) for s in networks[:fit]],
                      "held_out_networks": [spec_signature(s) for s in networks[fit:]], "seed": seed,
                      "part_timing": _policy_dict(part_timing), "model_timing": _policy_dict(model_timing),
                      "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                      "space_sha256": hashlib.sha256(json.dumps(table.space, sort_keys=True).encode()).hexdigest()}
+    return table
+
+
+def fit_table(table: LatencyTable, space: DesignSpace, networks: Sequence[ArchSpec], fit: int,
+              measured: list[float], overhead: float) -> tuple[list[float], list[int], list[float]]:
+    """Sets the table's correction, fitted on the first `fit` networks' measured ratios, and its error on the
+    others; returns each network's parts sum, number of parts and activation/norm deltas sum."""
+    sums, counts, deltas = [], [], []
+    for spec in networks:
+        total, delta, parts = table.sums(spec, space)
+        sums.append(total)
+        deltas.append(delta)
+        counts.append(parts)
+    table.correction = fit_correction(sums[:fit], counts[:fit], measured[:fit], overhead, deltas[:fit])
+    predicted = [correct(table.correction, s, n, d) for s, n, d in zip(sums, counts, deltas, strict=True)]
+    table.error = error_summary(predicted[fit:], measured[fit:])
+    return sums, counts, deltas
+
+
+def refit(table: LatencyTable) -> LatencyTable:
+    """The table's correction and error fitted again, by this version's `fit_correction`, on the networks
+    and ratios its profile measured (nothing is timed)."""
+    profiled = table.profile
+    signatures = [*profiled["fit_networks"], *profiled["held_out_networks"]]
+    networks = [ArchSpec.from_dict(json.loads(sig) | {"name": f"network{i}"}) for i, sig in enumerate(signatures)]
+    sums, counts, deltas = fit_table(table, table.space_object(), networks, len(profiled["fit_networks"]),
+                                     profiled["fit"]["measured_ratio"], profiled["call_overhead_ratio"])
+    profiled["fit"].update(parts_sum=sums, parts=counts, deltas_sum=deltas)
     return table
 
 
@@ -177,40 +200,65 @@ def distinct_specs(specs: Sequence[ArchSpec], count: int, exclude: set[str] = fr
     return out
 
 
-def fit_correction(sums: list[float], counts: list[int], measured: list[float], overhead: float) -> list[float]:
-    """measured = a * (sum - parts * overhead) + c; the coefficients as [a, -a * overhead, c] of
-    `a * sum + b * parts + c` (any one unit: the table's is the reference's). The overhead is the runtime's
-    cost of one call of an empty part: every part timed alone pays it, the whole network once. Two forms compete by leave-one-out relative error over the
-    networks: a scale alone (the median ratio, robust to a network timed in a noisy moment) and a scale with
-    an offset (least squares on the relative error; it needs MIN_FIT_FOR_OFFSET networks and must keep every
-    prediction positive)."""
-    net = np.array([s - n * overhead for s, n in zip(sums, counts, strict=True)])
-    m = np.array(measured)
-    forms = [_scale_only] + ([_scale_and_offset] if len(m) >= MIN_FIT_FOR_OFFSET else [])
-    best = min(forms, key=lambda form: _leave_one_out(form, net, m))
-    a, c = best(net, m)
-    return [a, float(-a * overhead), c]
+def fit_correction(sums: list[float], counts: list[int], measured: list[float], overhead: float,
+                   deltas: list[float] | None = None) -> list[float]:
+    """The coefficients [a, b, c, d] of `a * sum + b * parts + c + d * deltas` (`correct`; any one unit: the
+    table's is the reference's). `deltas`: what the networks' activation/norm pairs add to their blocks over the
+    reference pair (a part of `sums`). Three forms compete by leave-one-out relative error over the networks:
+    - a scale alone of the sum less one call overhead per part (the median ratio, robust to a network timed in
+      a noisy moment): the overhead is the runtime's cost of one call of an empty part, which every part timed
+      on its own pays and the whole network once;
+    - that scale with an offset (least squares on the relative error; MIN_FIT_FOR_OFFSET networks);
+    - a free scale, cost per part, offset and extra scale of the deltas (MIN_FIT_FOR_DELTAS networks): the
+      deltas are small differences of two timings, timed on a few shapes and extrapolated, and a network's
+      per-block cost is not the same as its part's alone.
+    A form that would predict a non-positive ratio for a fit network is not used."""
+    s, n, m = np.array(sums, dtype=float), np.array(counts, dtype=float), np.array(measured, dtype=float)
+    d = np.zeros_like(s) if deltas is None else np.array(deltas, dtype=float)
+    forms = [_scale_only]
+    if len(m) >= MIN_FIT_FOR_OFFSET:
+        forms.append(_scale_and_offset)
+    if len(m) >= MIN_FIT_FOR_DELTAS and np.any(d):
+        forms.append(_free)
+    best = min(forms, key=lambda form: _leave_one_out(form, s, n, d, m, overhead))
+    return [float(v) for v in best(s, n, d, m, overhead)]
 
 
-def _scale_only(net, m) -> tuple[float, float]:
-    return float(np.median(m / net)), 0.0
+def correct(coefficients: list[float], total: float, parts: int, deltas: float = 0.0) -> float:
+    """A prediction from a table's correction (3 coefficients: a version-1 table's, no deltas term)."""
+    a, b, c, *rest = coefficients
+    return a * total + b * parts + c + (rest[0] * deltas if rest else 0.0)
 
 
-def _scale_and_offset(net, m) -> tuple[float, float]:
+def _scale_only(s, n, d, m, overhead) -> tuple[float, ...]:
+    a = float(np.median(m / (s - n * overhead)))
+    return a, -a * overhead, 0.0, 0.0
+
+
+def _scale_and_offset(s, n, d, m, overhead) -> tuple[float, ...]:
+    net = s - n * overhead
     x = np.stack([net, np.ones_like(net)], axis=1) / m[:, None]  # weighted by 1 / measured
     (a, c), *_ = np.linalg.lstsq(x, np.ones_like(m), rcond=None)
     if a <= 0 or a * net.min() + c <= 0:
-        return _scale_only(net, m)
-    return float(a), float(c)
+        return _scale_only(s, n, d, m, overhead)
+    return float(a), float(-a * overhead), float(c), 0.0
 
 
-def _leave_one_out(form, net, m) -> float:
+def _free(s, n, d, m, overhead) -> tuple[float, ...]:
+    x = np.stack([s, n, np.ones_like(s), d], axis=1) / m[:, None]
+    coefficients, *_ = np.linalg.lstsq(x, np.ones_like(m), rcond=None)
+    if coefficients[0] <= 0 or np.min(x * m[:, None] @ coefficients) <= 0:
+        return _scale_and_offset(s, n, d, m, overhead)
+    return tuple(float(v) for v in coefficients)
+
+
+def _leave_one_out(form, s, n, d, m, overhead) -> float:
     """Median relative error of `form` predicting each network from the others."""
     errors = []
     for i in range(len(m)):
         keep = np.arange(len(m)) != i
-        a, c = form(net[keep], m[keep])
-        errors.append(abs(a * net[i] + c - m[i]) / m[i])
+        coefficients = form(s[keep], n[keep], d[keep], m[keep], overhead)
+        errors.append(abs(correct(list(coefficients), s[i], n[i], d[i]) - m[i]) / m[i])
     return float(np.median(errors))
 
 

@@ -1,5 +1,6 @@
 """A latency table and its predictions: a spec's parts (from its numbers alone, no network is built) summed
-from the table's part timings, then corrected: `a * sum(parts) + b * number_of_parts + c`.
+from the table's part timings, then corrected: `a * sum(parts) + b * number_of_parts + c + d * deltas`
+(deltas: what the blocks' activation/norm pair adds over the reference pair, a part of the sum).
 
 Units: a version-2 table holds every number as a ratio to its reference network (T0 at the space's input,
 same runtime and threads), with the reference's calibration: a prediction is that ratio, and in ms that
@@ -77,7 +78,7 @@ class LatencyTable:
     space_source: str | None
     parts: dict[str, float]  # part key -> median ratio to the reference network (version 1: ms)
     reference: dict[str, Any]  # reference act/norm and, per block group, the reference (c_p, hidden)
-    correction: list[float]  # a, b, c of a * sum + b * parts + c
+    correction: list[float]  # a, b, c[, d] of a * sum + b * parts + c + d * deltas (`profile.fit_correction`)
     error: dict[str, Any]  # held-out error (relative): n, median_rel, p95_rel, max_rel, within_10pct, bound_rel
     profile: dict[str, Any] = field(default_factory=dict)  # seconds, parts timed, specs fitted / held out
     source: str | None = None  # the file it was read from
@@ -119,15 +120,24 @@ class LatencyTable:
         if not space.contains(spec):
             raise TableError("spec", spec.name, f"is not a point of the table's space {space.name!r}; allowed: "
                              "a spec of that space, or a table profiled for the spec's space")
-        total, count = 0.0, 0
-        for signature, times in decompose(spec):
-            total += times * self.part_value(signature, spec.name)
-            count += times
-        a, b, c = self.correction
-        value = a * total + b * count + c
+        total, deltas, count = self.sums(spec, space)
+        a, b, c, *rest = self.correction
+        value = a * total + b * count + c + (rest[0] * deltas if rest else 0.0)
         if self.calibration is None:
             return Prediction(spec.name, value, total, count)
         return Prediction(spec.name, value * self.calibration_ms, total, count, ratio=value)
+
+    def sums(self, spec: ArchSpec, space: DesignSpace | None = None) -> tuple[float, float, int]:
+        """The spec's parts summed (in the table's units), what its blocks' activation/norm pair adds over the
+        reference pair (a part of that sum), and how many parts."""
+        total = deltas = 0.0
+        count = 0
+        for signature, times in decompose(spec):
+            total += times * self.part_value(signature, spec.name)
+            if signature[0] == "block":
+                deltas += times * self.block_delta(signature, spec.name)
+            count += times
+        return total, deltas, count
 
     def prediction_row(self, label: str, spec: ArchSpec, space: DesignSpace | None = None) -> dict[str, Any]:
         """What `predict` shows of one spec (`label`: as the user named it), with how long predicting took."""
@@ -143,14 +153,19 @@ class LatencyTable:
         if signature[0] != "block":
             return self._stored(signature, name)
         *shape, act, norm = signature
-        base = self._stored((*shape, self.reference["act"], self.reference["norm"]), name)
+        return self._stored((*shape, self.reference["act"], self.reference["norm"]), name) + self.block_delta(
+            signature, name)
+
+    def block_delta(self, signature: Signature, name: str = "spec") -> float:
+        """What a block's activation/norm pair adds over the reference pair (fitted per pair, see `parts`)."""
+        *shape, act, norm = signature
         if (act, norm) == (self.reference["act"], self.reference["norm"]):
-            return base
+            return 0.0
         line = self.reference["deltas"].get(f"{act}:{norm}")
         if line is None:
             raise TableError("spec", name, f"uses activation {act} with norm {norm}, which the table did not time; "
                              "allowed: specs of the table's space")
-        return base + line[0] * shape[5] * shape[2] ** 2 + line[1]
+        return line[0] * shape[5] * shape[2] ** 2 + line[1]
 
     def _stored(self, signature: Signature, name: str) -> float:
         found = self.parts.get(key(signature))

@@ -503,8 +503,10 @@ def store_failure_reason(storage: optuna.storages.BaseStorage, trial_id: int, re
 def early_over_reason(measurement: Measurement, budget_ms: float) -> str:
     """An over-budget verdict reached early: by how much at least (the interval's low end)."""
     relative = measurement.extra["relative"]
-    return (f"over budget: measured {measurement.latency_ms:.2f} ms = {relative['ratio']:.3f} x "
-            f"{relative['reference']}, at least {measurement.latency_ci_ms[0] - budget_ms:.2f} ms above the "
+    unit = relative["calibration"].get("unit") or relative["reference"]
+    rung = f" (in pairs with {relative['reference']})" if relative["reference"] != unit else ""
+    return (f"over budget: measured {measurement.latency_ms:.2f} ms = {relative.get('unit_ratio', relative['ratio']):.3f}"
+            f" x {unit}{rung}, at least {measurement.latency_ci_ms[0] - budget_ms:.2f} ms above the "
             f"{budget_ms:g} ms budget (timing stopped after {relative['pairs']} pairs, once its interval lay wholly "
             "over): not trained")
 

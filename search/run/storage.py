@@ -37,7 +37,7 @@ from search.records.trial import (
     worker_of,
 )
 from search.run.buffered_storage import BufferedTrialWrites
-from search.run.grpc_proxy import is_grpc_url, open_grpc_proxy
+from search.run.grpc_client import is_grpc_url, open_grpc_proxy
 
 DEFAULT_STORAGE = "sqlite:///fasternet_studies.db"
 #: The environment variable the CLI reads the storage URL from (keeps a password out of shell history).
@@ -278,7 +278,7 @@ def make_storage(url: str, heartbeat_s: int = 10) -> RDBStorage:
     allowed = ("allowed: sqlite:///FILE.db, postgresql://USER:PASSWORD@HOST/DB (with the [postgres] extra), "
                "mysql://..., grpc://HOST:PORT (a storage proxy, with the [grpc] extra)")
     if is_grpc_url(url):
-        return open_grpc_proxy(url)
+        return open_grpc_proxy(url, _timing_now)
     if not re.match(r"^(sqlite|postgresql(\+\w+)?|mysql(\+\w+)?)://", url):
         raise SearchError("storage", shown, f"not a storage URL; {allowed}")
     path = sqlite_path(url)

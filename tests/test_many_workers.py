@@ -21,7 +21,9 @@ from tests.conftest import ROOT
 from tests.test_latency_search import _table_file
 
 POSTGRES = os.environ.get("FASTERNET_TEST_POSTGRES_URL")
-CANDIDATES, WORKERS = 60, 4
+# 200: with writes buffered a census trial takes ~70 ms, and at 60 a worker could finish its share before
+# the test caught it mid-trial
+CANDIDATES, WORKERS = 200, 4
 
 
 def _census(tmp_path, study_name: str, seed: int, env: dict) -> subprocess.Popen:

@@ -146,7 +146,8 @@ class Objective:
         except SpecError as exc:
             writer.invalid(str(exc))
             raise optuna.TrialPruned(f"invalid spec: {exc}") from None
-        writer.cost(spec, count(spec))
+        cost = count(spec)
+        writer.cost(spec, cost)
         earlier = repeats.earlier_same(trial.study, trial.number, spec) if config.accuracy == "train" else None
         if earlier is not None:
             return self._repeat(trial, writer, spec, earlier)
@@ -161,7 +162,7 @@ class Objective:
         if latency_ms is None:
             with device_lock(config.lock_dir, config.device, exclusive=True):
                 writer.machine_load(load_per_core())
-                reference = (self.references.get(trial.study, spec.input_size, spec.in_chans, count(spec).flops,
+                reference = (self.references.get(trial.study, spec.input_size, spec.in_chans, cost.flops,
                                                  config.budget_ms) if self.references is not None else None)
                 measurement, borderline = measure_candidate(spec, config, reference)
             latency_ms = measurement.latency_ms

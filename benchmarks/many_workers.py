@@ -7,8 +7,9 @@ Each worker is the product's own command, the one a user starts on each machine:
 
 (counted and predicted, nothing timed or trained: the database is the bottleneck; `--proxy zero-cost:vote`
 shows the CPU-bound case). Prints per W: trials per minute, storage time per finished trial measured in the
-workers (ask + tell + attribute writes, and the reads they make; FASTERNET_STORAGE_TIMING), the counts below,
-and the peak of database connections (pg_stat_activity).
+workers while they run trials (ask + tell + attribute writes, and the reads around each trial;
+FASTERNET_STORAGE_TIMING; opening the study and reading it for the closing summary are given apart, per worker),
+the counts below, and the peak of database connections (pg_stat_activity).
 
 - complete: finished trials (COMPLETE, or PRUNED: a point of the space that is no valid network)
 - failed: FAIL trials; retried: trials that retry a failed one
@@ -75,7 +76,7 @@ def ensure_table(path: Path) -> Path:
         subprocess.run([sys.executable, str(ROOT / "cli.py"), "profile", "--out", str(path), "--part-time", "0.01",
                         "--network-time", "0.05", "--fit-specs", "4", "--held-out-specs", "4"], check=True,
                        stdout=subprocess.DEVNULL)
-    return path
+    return path.resolve()  # the workers run in their log directory
 
 
 def worker_command(args, study: str, seed: int) -> list[str]:
@@ -178,31 +179,37 @@ def census_counts(url: str, study_name: str, n: int, killed_pids: frozenset[int]
 
 def storage_times(directory: Path) -> dict:
     """Storage time per finished trial, from the workers' own timing files (killed workers: up to their
-    last finished trial)."""
+    last finished trial): the calls made while the workers ran trials (ask, tell, attributes, the reads around
+    each trial, heartbeats apart); what each worker spent opening the study and reading it for its closing
+    summary is given apart, per worker."""
     from search.run.storage import _HEARTBEAT, _WRITES
 
-    finished, writes, reads, heartbeat, retries, waited, per_call = 0, 0.0, 0.0, 0.0, 0, 0.0, Counter()
+    finished, retries, waited, workers = 0, 0, 0.0, 0
+    phases: dict[str, Counter] = {"start": Counter(), "trials": Counter(), "end": Counter()}
     for path in directory.glob("storage-*.json"):
         try:
             record = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
+        workers += 1
         finished += record["finished"]
         retries += record["retries"]
         waited += record["waited_s"]
-        for name, (_count, seconds) in record["calls"].items():
-            per_call[name] += seconds
-            if name in _HEARTBEAT:
-                heartbeat += seconds
-            elif name in _WRITES:
-                writes += seconds
-            else:
-                reads += seconds
-    per = max(finished, 1)
+        for phase, calls in record.get("by_phase", {"trials": record["calls"]}).items():
+            for name, (_count, seconds) in calls.items():
+                phases.setdefault(phase, Counter())[name] += seconds
+    trials = phases["trials"]
+    heartbeat = sum(v for k, v in trials.items() if k in _HEARTBEAT)
+    writes = sum(v for k, v in trials.items() if k in _WRITES)
+    reads = sum(v for k, v in trials.items() if k not in _HEARTBEAT and k not in _WRITES)
+    per, each = max(finished, 1), max(workers, 1)
     return {"storage_ms_per_trial": 1000 * (writes + reads) / per, "writes_ms_per_trial": 1000 * writes / per,
             "reads_ms_per_trial": 1000 * reads / per, "heartbeat_ms_per_trial": 1000 * heartbeat / per,
+            "start_s_per_worker": sum(phases["start"].values()) / each,
+            "end_s_per_worker": sum(phases["end"].values()) / each,
             "told": finished, "reconnect_retries": retries, "reconnect_wait_s": round(waited, 2),
-            "ms_per_trial_by_call": {k: round(1000 * v / per, 3) for k, v in per_call.most_common()}}
+            "ms_per_trial_by_call": {k: round(1000 * v / per, 3) for k, v in trials.most_common()},
+            "end_ms_per_worker_by_call": {k: round(1000 * v / each, 1) for k, v in phases["end"].most_common()}}
 
 
 def run(args, url: str, workers: int, chaos: bool) -> dict:
@@ -266,6 +273,9 @@ def run(args, url: str, workers: int, chaos: bool) -> dict:
         rerun = {"code": code, "last_line": last.last_line()}
     monitor.stop.set()
     killed_pids = frozenset(w.process.pid for w, _ in ended if w.killed)
+    if not monitor.finished and exits:
+        raise SystemExit(f"error: no worker finished a trial; worker seed {exits[0]['seed']} said: "
+                         f"{exits[0]['last_line']}")
     counts = census_counts(url, study, args.candidates, killed_pids)
     tracebacks = [p.name for p in logs.glob("worker-*.log") if "Traceback" in p.read_text()]
     finished_here = told["told"]
@@ -318,7 +328,8 @@ def main() -> int:
         results.append(result)
         print(f"W={workers:>2}{' chaos' if chaos else ''}: {result['trials_per_min']:.0f} trials/min, storage "
               f"{result['storage_ms_per_trial']:.1f} ms/trial (writes {result['writes_ms_per_trial']:.1f}, reads "
-              f"{result['reads_ms_per_trial']:.1f}; heartbeats {result['heartbeat_ms_per_trial']:.1f}), "
+              f"{result['reads_ms_per_trial']:.1f}; heartbeats {result['heartbeat_ms_per_trial']:.1f}; per worker: start "
+              f"{result['start_s_per_worker']:.2f} s, closing summary {result['end_s_per_worker']:.2f} s), "
               f"complete {result['complete']}, failed {result['failed']}, retried {result['retried']}, "
               f"lost {result['lost']}, duplicated {result['duplicated']}, running {result['running']}, "
               f"distinct {result['distinct_candidates']} (sampler repeats {result['sampler_repeats']}, surplus "

@@ -15,7 +15,8 @@ import pytest
 from optuna.trial import TrialState
 
 from search.records.trial import RETRY_HISTORY, WORKER, Key
-from search.run.storage import STORAGE_ENV
+from search.run.storage import STORAGE_ENV, make_storage
+from search.run.study_cache import cached
 from search.run.workers import StopWhenFull, room_left
 from tests.conftest import ROOT
 from tests.test_latency_search import _table_file
@@ -97,8 +98,10 @@ def test_a_worker_killed_mid_trial_loses_nothing_and_duplicates_nothing(tmp_path
     assert CANDIDATES <= len(finished) < CANDIDATES + WORKERS
 
 
-def _study_with(tmp_path, states):
-    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'room.db'}", directions=["maximize", "minimize"])
+def _study_with(tmp_path, states, counted=False):
+    url = f"sqlite:///{tmp_path / 'room.db'}"
+    storage = cached(make_storage(url)) if counted else url  # counted in the database, or read by Optuna's cache
+    study = optuna.create_study(storage=storage, directions=["maximize", "minimize"])
     for state in states:
         values = [0.0, 1.0] if state == TrialState.COMPLETE else None
         study.add_trial(optuna.trial.create_trial(state=state, values=values))
@@ -111,8 +114,10 @@ def _study_with(tmp_path, states):
     ([TrialState.COMPLETE] * 5 + [TrialState.FAIL, TrialState.WAITING], 1),  # a retry waits: run it anyway
     ([TrialState.COMPLETE] * 4 + [TrialState.FAIL], 1),
 ])
-def test_room_left_counts_running_trials_and_never_leaves_a_retry_waiting(tmp_path, quiet_optuna, states, room):
-    study = _study_with(tmp_path, states)
+@pytest.mark.parametrize("counted", [False, True])
+def test_room_left_counts_running_trials_and_never_leaves_a_retry_waiting(tmp_path, quiet_optuna, states, room,
+                                                                          counted):
+    study = _study_with(tmp_path, states, counted)
     assert room_left(study, 5) == room
     stopped = []
     study.stop = lambda: stopped.append(True)

@@ -100,7 +100,7 @@ class Objective:
         self.stop = stop or threading.Event()
         self.table = load_table(config)  # None unless latency is predicted or auto
         self.references = References(config) if config.reference() else None  # paired timing (CPU)
-        self.rank_by = "top1"  # what ranks the study's candidates: read from the study at each trial
+        self.rank_by = "top1"  # what ranks the study's candidates: the study's, read in prepare()
 
     def prepare(self, study: optuna.Study) -> float | None:
         """Calibrates the reference now (or reads the study's calibration) for the space's input, if fixed:
@@ -108,6 +108,7 @@ class Objective:
         A budget in reference units becomes ms here (ratio x calibration); returns the budget in ms."""
         size, chans = (self.space.entries.get(k, getattr(ArchSpec, k)) for k in ("input_size", "in_chans"))
         fixed = isinstance(size, int) and isinstance(chans, int)
+        self.rank_by = study_attrs.rank_by(study)  # settled when the study was made: it never changes
         if self.references is not None and fixed:
             with device_lock(self.config.lock_dir, self.config.device, exclusive=True):
                 _, calibration = self.references.get(study, size, chans)
@@ -140,7 +141,6 @@ class Objective:
 
     def _evaluate(self, trial: optuna.Trial, writer: TrialWriter) -> tuple[float, float]:
         config = self.config
-        self.rank_by = study_attrs.rank_by(trial.study)
         try:
             spec = self.space.suggest(trial, name=writer.enqueued_name)
         except SpecError as exc:

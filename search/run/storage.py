@@ -11,6 +11,7 @@ import atexit
 import contextlib
 import functools
 import json
+import math
 import os
 import re
 import socket
@@ -98,11 +99,12 @@ _FULL = ("too many clients", "remaining connection slots are reserved", "too man
 # (Optuna's cache in front of the storage calls the underscored ones.)
 _WRITES = ("create_new_trial", "_create_new_trial", "set_trial_param", "_set_trial_param", "set_trial_state_values",
            "set_trial_user_attr", "set_trial_system_attr", "set_trial_intermediate_value")
-_HEARTBEAT = ("record_heartbeat", "_get_stale_trial_ids")
+_HEARTBEAT = ("record_heartbeat", "_get_stale_trial_ids", "stale_trial_ids")
 _WRAPPED = (*_WRITES, *_HEARTBEAT, "create_new_study", "set_study_user_attr", "set_study_system_attr",
             "get_study_id_from_name", "get_study_name_from_id", "get_study_directions", "get_study_user_attrs",
             "get_study_system_attrs", "get_all_studies", "get_trial_id_from_study_id_trial_number",
-            "get_trial", "get_all_trials", "get_n_trials", "get_best_trial", "_get_best_trial_id", "_get_trials")
+            "get_trial", "get_all_trials", "get_n_trials", "count_by_state", "get_best_trial", "_get_best_trial_id",
+            "_get_trials")
 
 
 def _messages(exc: BaseException) -> str:
@@ -143,6 +145,8 @@ class _Timing:
         self.path = Path(directory) / f"storage-{socket.gethostname()}-{os.getpid()}.json"
         self.lock = threading.Lock()
         self.calls: dict[str, list[float]] = {}  # name -> [count, seconds]
+        self.phase = "start"  # what the calls serve: "start" (opening the study), "trials", "end" (the summary)
+        self.by_phase: dict[str, dict[str, list[float]]] = {}  # phase -> name -> [count, seconds]
         self.finished = 0  # trials this process told finished
         self.retries = 0  # calls repeated because the database went away
         self.waited_s = 0.0  # seconds spent waiting for it to come back
@@ -150,14 +154,16 @@ class _Timing:
 
     def add(self, name: str, seconds: float) -> None:
         with self.lock:
-            entry = self.calls.setdefault(name, [0, 0.0])
-            entry[0] += 1
-            entry[1] += seconds
+            for calls in (self.calls, self.by_phase.setdefault(self.phase, {})):
+                entry = calls.setdefault(name, [0, 0.0])
+                entry[0] += 1
+                entry[1] += seconds
 
     def write(self) -> None:
         with self.lock:
             record = {"pid": os.getpid(), "host": socket.gethostname(), "finished": self.finished,
-                      "retries": self.retries, "waited_s": self.waited_s, "calls": self.calls}
+                      "retries": self.retries, "waited_s": self.waited_s, "calls": self.calls,
+                      "by_phase": self.by_phase}
             text = json.dumps(record)
         tmp = self.path.with_suffix(".tmp")
         with contextlib.suppress(OSError):
@@ -175,6 +181,13 @@ def _timing_now() -> _Timing | None:
     if directory and (_timing is None or _timing.path.parent != Path(directory)):
         _timing = _Timing(directory)
     return _timing if directory else None
+
+
+def storage_phase(phase: str) -> None:
+    """Names what this process's storage calls serve from now on ("trials", then "end"), in its timing file."""
+    timing = _timing_now()
+    if timing is not None:
+        timing.phase = phase
 
 
 def _resilient(name: str):
@@ -240,12 +253,37 @@ class ResilientStorage(BufferedTrialWrites):
     def _claim(self) -> dict[str, Any]:
         return {WORKER: _worker_record()} if self.claim_trials else {}
 
+    _stale_checked_at = -math.inf  # when this process last asked the database for stale trials (monotonic s)
+
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        """What Optuna fails before each trial of every worker: stale_trial_ids, asked at most once per heartbeat
+        interval by a process (a trial is stale only after the grace period, several intervals; at 16 workers
+        asking before every trial was a tenth of the storage time)."""
+        now = time.monotonic()
+        if now - self._stale_checked_at < (self.heartbeat_interval or 0):
+            return []
+        self._stale_checked_at = now
+        return self.stale_trial_ids(study_id)
+
+    def stale_trial_ids(self, study_id: int) -> list[int]:
         """The running trials whose heartbeat is older than the grace period, each with its reason written while
-        it still runs (Optuna fails them before each trial of every worker, and writes no reason)."""
+        it still runs (Optuna writes no reason)."""
         grace = self.grace_period or 2 * (self.heartbeat_interval or 0)
         return [i for i in RDBStorage._get_stale_trial_ids(self, study_id)
                 if _mark_failing(self, i, f"no heartbeat for {grace} s")]
+
+    def count_by_state(self, study_id: int) -> dict[TrialState, int]:
+        """How many trials the study holds in each state, counted in the database (one small query, where reading
+        the trials re-reads every other worker's running trial with all its attributes)."""
+        import sqlalchemy
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        trial = models.TrialModel
+        with _create_scoped_session(self.scoped_session) as session:
+            rows = session.query(trial.state, sqlalchemy.func.count(trial.trial_id)).filter(
+                trial.study_id == study_id).group_by(trial.state).all()
+        return {TrialState(state): int(n) for state, n in rows}
 
     def get_n_trials(self, study_id: int, state: TrialState | tuple[TrialState, ...] | None = None) -> int:
         """A COUNT in the database (Optuna's reads every trial with its attributes to count them: seconds for
@@ -430,24 +468,31 @@ def fail_stale_trials(study: optuna.Study) -> list[int]:
     at once when it ran on this machine and its process no longer exists, else once its heartbeat is stale.
     Returns the numbers of the trials failed."""
     storage = study._storage
-    failed = []
+    backend = getattr(storage, "_backend", storage)
     machine = _machine()
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        reason = _dead_worker(trial, machine)
-        if reason is None or not _mark_failing(storage, trial._trial_id, reason):
-            continue
-        try:
-            if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
-                continue
-        except UpdateFinishedTrialError:
-            continue
-        retry_stale_trial(study, storage.get_trial(trial._trial_id))
-        failed.append(trial.number)
+    if isinstance(backend, RDBStorage):  # the running trials only (the cache would read every trial first)
+        running = backend._get_trials(study._study_id, states=(TrialState.RUNNING,), included_trial_ids=set(),
+                                      trial_id_greater_than=-1)
+    else:
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    doomed = [t._trial_id for t in running
+              if (reason := _dead_worker(t, machine)) is not None and _mark_failing(storage, t._trial_id, reason)]
     interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
     if interval is not None:  # an RDB storage with heartbeats
-        grace = getattr(getattr(storage, "_backend", storage), "grace_period", None) or 2 * interval
-        stale = [i for i in storage._get_stale_trial_ids(study._study_id)
-                 if _mark_failing(storage, i, f"no heartbeat for {grace} s")]
-        optuna.storages.fail_stale_trials(study)  # fails them and calls the storage's retry callback
-        failed += [t.number for t in map(storage.get_trial, stale) if t.state == TrialState.FAIL]
+        if isinstance(backend, ResilientStorage):
+            doomed += backend.stale_trial_ids(study._study_id)  # now, whenever the last check was
+        else:
+            grace = getattr(backend, "grace_period", None) or 2 * interval
+            doomed += [i for i in storage._get_stale_trial_ids(study._study_id)
+                       if _mark_failing(storage, i, f"no heartbeat for {grace} s")]
+    failed = []
+    for trial_id in dict.fromkeys(doomed):
+        try:
+            if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                continue
+        except UpdateFinishedTrialError:  # another worker failed it first
+            continue
+        trial = storage.get_trial(trial_id)
+        retry_stale_trial(study, trial)
+        failed.append(trial.number)
     return sorted(failed)

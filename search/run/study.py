@@ -22,8 +22,9 @@ from search.records.trial import SCORED, TrialRecord, named_attrs, read_trials
 from search.run.confirm import confirm
 from search.run.objective import Objective
 from search.run.pruning import make_pruner
-from search.run.storage import fail_stale_trials, make_storage, redact
-from search.run.workers import StopWhenFull, room_left, start_workers, wait_for_workers
+from search.run.storage import fail_stale_trials, make_storage, redact, storage_phase
+from search.run.study_cache import cached
+from search.run.workers import StopWhenFull, room_left, start_workers, trial_states, wait_for_workers
 from search.space import SearchSpace
 
 DIRECTIONS = ["maximize", "minimize"]  # proxy_acc, latency_ms
@@ -72,13 +73,13 @@ def open_study(config: SearchConfig, space: SearchSpace) -> tuple[optuna.Study, 
     setting = config.setting()
     where = redact(config.storage)
     try:
-        study = optuna.create_study(storage=storage, study_name=name, directions=DIRECTIONS, sampler=sampler)
+        study = optuna.create_study(storage=cached(storage), study_name=name, directions=DIRECTIONS, sampler=sampler)
         rank_by = (config.rank_by or "loss") if config.accuracy == "train" else None
         study_attrs.write_new(study, setting, config.proxy_setup(), config.sampler, rank_by)
         study.set_metric_names(["minus_heldout_loss" if rank_by == "loss" else "proxy_acc", "latency_ms"])
         return study, True
     except optuna.exceptions.DuplicatedStudyError:
-        study = optuna.load_study(storage=storage, study_name=name, sampler=sampler)
+        study = optuna.load_study(storage=cached(storage), study_name=name, sampler=sampler)
     if list(study.directions) != [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]:
         raise SearchError("study_name", repr(name), f"the study in {where} is not a fasternet-space search; "
                           "allowed: another study name")
@@ -181,7 +182,7 @@ def check_space(space: SearchSpace, dataset: Dataset, samples: int = 32) -> None
 
 
 def count_finished(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
+    return sum(trial_states(study)[state] for state in FINISHED)
 
 
 BUILT_IN_DATA = ("digits", "fashion")
@@ -273,6 +274,7 @@ def run_search(config: SearchConfig, on_trial: Callable[[optuna.Study, FrozenTri
     if on_trial is not None:
         callbacks.append(on_trial)
     callbacks.append(stop_when_asked)
+    storage_phase("trials")
     try:
         while room > 0:
             # Failed trials do not count toward n_trials; the cap only stops a study whose every trial fails.
@@ -292,6 +294,7 @@ def run_search(config: SearchConfig, on_trial: Callable[[optuna.Study, FrozenTri
     except KeyboardInterrupt:
         stop.set()
     finally:
+        storage_phase("end")
         outcome.failed_workers = wait_for_workers(workers, stop)
         objective.close()
     if config.worker_index == 0 and not stop.is_set():

@@ -75,7 +75,16 @@ class StopWhenFull:
 def room_left(study: optuna.Study, n_trials: int) -> int:
     """How many more trials a worker may start on the study: the waiting ones (retries, enqueued points),
     or, when none waits, what `n_trials` leaves after the finished and running ones."""
-    states = Counter(t.state for t in study.get_trials(deepcopy=False))
+    states = trial_states(study)
     if states[TrialState.WAITING]:
         return states[TrialState.WAITING]
     return max(n_trials - states[TrialState.COMPLETE] - states[TrialState.PRUNED] - states[TrialState.RUNNING], 0)
+
+
+def trial_states(study: optuna.Study) -> Counter[TrialState]:
+    """How many trials the study holds in each state: counted in the database where the storage can (a
+    callback after every trial of every worker asks), else read from Optuna's cache."""
+    backend = getattr(study._storage, "_backend", study._storage)
+    if hasattr(backend, "count_by_state"):
+        return Counter(backend.count_by_state(study._study_id))
+    return Counter(t.state for t in study.get_trials(deepcopy=False))

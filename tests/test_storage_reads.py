@@ -1,0 +1,70 @@
+"""The reads a worker makes around each trial stay small as workers and trials grow: states are counted in the
+database, the look for waiting trials does not re-read every running trial, and stale trials are asked for
+once per heartbeat interval (yet failed at once when a worker asks on purpose)."""
+
+import time
+from collections import Counter
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search.run.storage import fail_stale_trials, make_storage
+from search.run.study_cache import WaitingFirstCache, cached
+from search.run.workers import trial_states
+
+
+@pytest.fixture
+def study(tmp_path, quiet_optuna):
+    storage = make_storage(f"sqlite:///{tmp_path / 'reads.db'}", heartbeat_s=1)
+    return optuna.create_study(storage=cached(storage), study_name="s", directions=["maximize", "minimize"])
+
+
+def _calls(storage, name) -> list[tuple]:
+    """Records the calls of the backend's method `name` (their arguments)."""
+    seen, method = [], getattr(storage, name)
+
+    def record(*args, **kwargs):
+        seen.append(args)
+        return method(*args, **kwargs)
+
+    setattr(storage, name, record)
+    return seen
+
+
+def test_states_are_counted_in_the_database(study):
+    for state in [TrialState.COMPLETE] * 3 + [TrialState.FAIL, TrialState.WAITING, TrialState.PRUNED]:
+        values = [0.0, 1.0] if state == TrialState.COMPLETE else None
+        study.add_trial(optuna.trial.create_trial(state=state, values=values))
+    study.ask()  # pops the waiting one: RUNNING
+    reads = _calls(study._storage._backend, "_get_trials")
+    counted = trial_states(study)
+    assert reads == []
+    assert counted == {TrialState.COMPLETE: 3, TrialState.FAIL: 1, TrialState.PRUNED: 1, TrialState.RUNNING: 1}
+    assert counted == Counter(t.state for t in study.get_trials(deepcopy=False))  # what Optuna's reads say
+
+
+def test_asking_reads_no_trial_when_none_waits_and_pops_one_that_does(study):
+    assert isinstance(study._storage, WaitingFirstCache)
+    study.ask()
+    reads = _calls(study._storage._backend, "_get_trials")
+    study.ask()  # another worker's running trial is not read again to find that nothing waits
+    assert reads == []
+    study.enqueue_trial({"x": 3})
+    trial = study.ask()
+    assert trial.suggest_int("x", 0, 5) == 3 and len(reads) == 1
+
+
+def test_stale_trials_are_asked_for_once_per_heartbeat_interval_and_failed_at_once_on_purpose(study):
+    backend = study._storage._backend
+    dead = study.ask()
+    backend.record_heartbeat(dead._trial_id)  # its worker beat once and died: stale after the grace period (3 s)
+    time.sleep(backend.grace_period + 1.5)  # SQLite keeps whole seconds
+    queries = _calls(backend, "stale_trial_ids")
+    assert backend._get_stale_trial_ids(study._study_id) == [dead._trial_id]  # Optuna's check: asks the database
+    assert backend._get_stale_trial_ids(study._study_id) == []  # within one interval of the last: not asked
+    assert len(queries) == 1
+    assert fail_stale_trials(study) == [dead.number]  # a worker's own check asks now, fails and retries it
+    assert len(queries) == 2
+    states = trial_states(study)
+    assert states[TrialState.FAIL] == 1 and states[TrialState.WAITING] == 1

@@ -9,7 +9,8 @@ Each worker is the product's own command, the one a user starts on each machine:
 shows the CPU-bound case). Prints per W: trials per minute, storage time per finished trial measured in the
 workers while they run trials (ask + tell + attribute writes, and the reads around each trial;
 FASTERNET_STORAGE_TIMING; opening the study and reading it for the closing summary are given apart, per worker),
-the counts below, and the peak of database connections (pg_stat_activity).
+the counts below, the peak of database connections (pg_stat_activity), and where the machine's CPU went: how
+busy its cores were, and CPU ms per trial in the workers (their rusage) and in the rest (the database, mostly).
 
 - complete: finished trials (COMPLETE, or PRUNED: a point of the space that is no valid network)
 - failed: FAIL trials; retried: trials that retry a failed one
@@ -18,6 +19,8 @@ the counts below, and the peak of database connections (pg_stat_activity).
   had stored its result before it was failed), or an enqueued point (a named config) finished twice
 - repeats (counted apart): a sampler drawing a point that another finished trial already has
 - surplus: finished trials beyond N (workers that started one more while the last ones ran)
+- not run: trials a worker made when N trials made before them had filled the study (it stood down: FAIL,
+  with the reason "not run: ...", nothing measured)
 
 --chaos (8 workers): kills a random worker with SIGKILL every ~20 s and starts a replacement (the same
 command), restarts PostgreSQL once mid-run, then reruns the same command once and checks the census.
@@ -34,6 +37,7 @@ import datetime
 import json
 import os
 import random
+import resource
 import signal
 import subprocess
 import sys
@@ -140,6 +144,21 @@ class Monitor(threading.Thread):
                 self.stop.wait(0.5)
 
 
+def machine_cpu_s() -> tuple[float, float]:
+    """(busy, all) CPU seconds of this machine since boot, all cores together (/proc/stat; steal counts busy:
+    a core the host gave to another guest did no work here either)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields) - idle) / ticks, sum(fields) / ticks
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of the worker processes this process started and waited for (user + system)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def census_counts(url: str, study_name: str, n: int, killed_pids: frozenset[int] = frozenset()) -> dict:
     import optuna
     from optuna.trial import TrialState
@@ -151,7 +170,9 @@ def census_counts(url: str, study_name: str, n: int, killed_pids: frozenset[int]
     finished_states = (TrialState.COMPLETE, TrialState.PRUNED)
     by_number = {t.number: t for t in trials}
     finished = [t for t in trials if t.state in finished_states]
-    failed = [t for t in trials if t.state == TrialState.FAIL]
+    not_run = [t for t in trials if t.state == TrialState.FAIL and  # stood down: the study was full
+               str(t.user_attrs.get(Key.REASON, "")).startswith("not run: ")]
+    failed = [t for t in trials if t.state == TrialState.FAIL and t not in not_run]
     retries = [t for t in trials if FAILED_TRIAL in t.system_attrs]
     # A failed attempt is made good when a finished trial lists it in its retry history.
     made_good = {n for t in finished for n in t.system_attrs.get(RETRY_HISTORY, [])}
@@ -170,7 +191,7 @@ def census_counts(url: str, study_name: str, n: int, killed_pids: frozenset[int]
     duplicated += [f"named {label} x{count}" for label, count in named.items() if count > 1]
     points = Counter(json.dumps(t.params, sort_keys=True) for t in finished)
     repeats = sum(count - 1 for count in points.values())
-    return {"complete": len(finished), "failed": len(failed), "retried": len(retries), "lost": len(lost) + len(left),
+    return {"complete": len(finished), "failed": len(failed), "not_run": len(not_run), "retried": len(retries), "lost": len(lost) + len(left),
             "lost_trials": lost + left, "duplicated": len(duplicated), "duplicated_trials": duplicated,
             "running": sum(t.state == TrialState.RUNNING for t in trials),
             "waiting": sum(t.state == TrialState.WAITING for t in trials), "trials": len(trials),
@@ -231,6 +252,8 @@ def run(args, url: str, workers: int, chaos: bool) -> dict:
     monitor.start()
     rng = random.Random(workers)
     seeds = iter(range(1, 1_000_000))
+    busy_before, all_before = machine_cpu_s()
+    workers_before = children_cpu_s()
     start = time.perf_counter()
     running = [Worker(args, study, next(seeds), env, logs) for _ in range(workers)]
     ended: list[tuple[Worker, int]] = []
@@ -258,6 +281,8 @@ def run(args, url: str, workers: int, chaos: bool) -> dict:
             postgres("restart")
             restarted = time.perf_counter() - t0
     elapsed = time.perf_counter() - start
+    busy_after, all_after = machine_cpu_s()
+    busy, worker_cpu = busy_after - busy_before, children_cpu_s() - workers_before
     if proxy is not None:
         proxy.terminate()
         proxy.wait()
@@ -282,6 +307,9 @@ def run(args, url: str, workers: int, chaos: bool) -> dict:
     return {"workers": workers, "chaos": chaos, "grpc_proxy": args.grpc, "study": study, "candidates": args.candidates, "proxy": args.proxy,
             "elapsed_s": round(elapsed, 1), "trials_per_min": round(60 * counts["complete"] / elapsed, 1),
             **{k: round(v, 2) if isinstance(v, float) else v for k, v in told.items()},
+            "cpu_busy_share": round(busy / max(all_after - all_before, 1e-9), 3),
+            "worker_cpu_ms_per_trial": round(1000 * worker_cpu / max(counts["complete"], 1), 1),
+            "other_cpu_ms_per_trial": round(1000 * (busy - worker_cpu) / max(counts["complete"], 1), 1),
             "told_by_workers": finished_here, "peak_connections": monitor.peak_connections, **counts,
             "kills": kills if chaos else None, "postgres_restart_s": round(restarted, 1) if chaos and restarted else None,
             "worker_errors": exits, "workers_with_traceback": tracebacks, "rerun": rerun, "logs": str(logs)}
@@ -331,9 +359,12 @@ def main() -> int:
               f"{result['reads_ms_per_trial']:.1f}; heartbeats {result['heartbeat_ms_per_trial']:.1f}; per worker: start "
               f"{result['start_s_per_worker']:.2f} s, closing summary {result['end_s_per_worker']:.2f} s), "
               f"complete {result['complete']}, failed {result['failed']}, retried {result['retried']}, "
+              f"not run {result['not_run']}, "
               f"lost {result['lost']}, duplicated {result['duplicated']}, running {result['running']}, "
               f"distinct {result['distinct_candidates']} (sampler repeats {result['sampler_repeats']}, surplus "
-              f"{result['surplus']}), peak connections {result['peak_connections']}, {result['elapsed_s']:.0f} s",
+              f"{result['surplus']}), peak connections {result['peak_connections']}, {result['elapsed_s']:.0f} s; "
+              f"cores {100 * result['cpu_busy_share']:.0f}% busy, CPU per trial: workers "
+              f"{result['worker_cpu_ms_per_trial']:.0f} ms, database and the rest {result['other_cpu_ms_per_trial']:.0f} ms",
               flush=True)
         if chaos:
             print(f"  chaos: {result['kills']} kills, PostgreSQL restart ({result['postgres_restart_s']} s) "

@@ -19,7 +19,7 @@ from typing import Any
 
 from .cost import count
 from .measure import Measurement
-from .paired import Calibration, PairPolicy, call_clock, time_ratio
+from .paired import Calibration, PairPolicy, calibration_key, call_clock, time_ratio
 from .relative import (
     DEFAULT_REFERENCE,
     PROTOCOL_PAIRS,
@@ -100,7 +100,7 @@ class ReferencePool:
         key = (rung, input_size, in_chans)
         if key in self.calibrations:
             return self.calibrations[key]
-        name = f"calibration:{rung.upper()}:{in_chans}x{input_size}"
+        name = calibration_key(rung, in_chans, input_size)
         stored = self.stored(name)
         if stored is not None:
             calibration = Calibration.from_dict(stored)

@@ -124,6 +124,13 @@ def _time_once(call: Callable[[], Any], device: torch.device, clock: Callable[[]
 
 # --- calibration: the reference's own latency, read so that it repeats on a machine whose speed moves
 
+CALIBRATION_PREFIX = "calibration:"  # a study keeps each calibration under calibration_key(...)
+
+
+def calibration_key(reference: str, in_chans: int, input_size: int) -> str:
+    """Where a study keeps the calibration of `reference` ("T0") at one input: calibration:T0:3x224."""
+    return f"{CALIBRATION_PREFIX}{reference.upper()}:{in_chans}x{input_size}"
+
 
 @dataclass(frozen=True)
 class Calibration:

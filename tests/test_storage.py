@@ -262,6 +262,10 @@ def test_a_storage_call_waits_for_a_database_that_went_away(tmp_path, monkeypatc
     assert len(calls) == 3
     timing = storage_module._timing_now()
     assert timing.retries == 2 and timing.calls["get_study_id_from_name"][0] == 1
+    storage_module.storage_phase("trials")  # the calls made while trials run are kept apart from the start's
+    storage.get_study_directions(study_id)
+    assert timing.by_phase["start"] == {"get_study_id_from_name": [1, pytest.approx(timing.calls[
+        "get_study_id_from_name"][1])]} and list(timing.by_phase["trials"]) == ["get_study_directions"]
 
 
 @pytest.mark.parametrize("message, fragment", [

@@ -68,3 +68,27 @@ def test_stale_trials_are_asked_for_once_per_heartbeat_interval_and_failed_at_on
     assert len(queries) == 2
     states = trial_states(study)
     assert states[TrialState.FAIL] == 1 and states[TrialState.WAITING] == 1
+
+
+@pytest.mark.parametrize("counted", [True, False])
+def test_a_trial_made_after_the_study_filled_stands_down_unless_it_was_waiting(tmp_path, quiet_optuna, counted):
+    from search.records.trial import NOT_RUN, TrialWriter, read_trials
+    from search.run.workers import beyond_n_trials
+
+    url = f"sqlite:///{tmp_path / 'full.db'}"
+    storage = cached(make_storage(url)) if counted else url
+    study = optuna.create_study(storage=storage, study_name="s", directions=["maximize", "minimize"])
+    study.add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE, values=[0.0, 1.0]))
+    study.enqueue_trial({"x": 1})  # a named config, waiting
+    running = study.ask()  # takes the waiting one: made first, so never beyond
+    assert not beyond_n_trials(study, running, 2)
+    last = study.ask()  # the sampler's: one complete and one running were made before it
+    assert not beyond_n_trials(study, last, 3)
+    surplus = study.ask()  # two workers both found room for the third trial: the later one stands down
+    assert beyond_n_trials(study, surplus, 3)
+    TrialWriter(surplus).not_run(3)
+    study.tell(surplus, state=TrialState.FAIL)
+    assert [r.status for r in read_trials(study)][-1] == NOT_RUN
+    study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING, system_attrs={"failed_trial": 1}))
+    retry = study.ask()  # a retry of a dead worker's trial runs even in a full study
+    assert retry.number == 4 and not beyond_n_trials(study, retry, 3)

@@ -8,6 +8,9 @@ from typing import Any
 
 import optuna
 
+from fasternet_space.paired import (
+    CALIBRATION_PREFIX,  # calibration:REFERENCE:CHANNELSxSIZE -> its Calibration
+)
 from search.records.values import finite_number
 
 SETTING = "setting"  # what makes numbers comparable: budget, device, data, proxy budget, space (SearchConfig.setting)
@@ -19,7 +22,6 @@ BUDGET_MS = "budget_ms"  # a budget in reference units (1.2xT0) in ms: the ratio
 # after the search) are study attributes, one key per trial and seed, so concurrent writers never collide.
 CONFIRM_PREFIX = "confirm:"
 FIDELITY_PREFIX = "fidelity"  # fidelity:MULTIPLIER:TRIAL:SEED -> top-1, or "diverged: ..."
-CALIBRATION_PREFIX = "calibration:"  # calibration:REFERENCE:CHANNELSxSIZE -> the reference's Calibration
 RANK_BY = "rank_by"  # what ranks trained candidates: "loss" or "top1" (absent: a study made before, by top-1)
 PICK = "pick"  # the rule that picks best.yaml among the candidates tied with the best (the last one asked for)
 RANK_SCORES = ("loss", "top1")
@@ -81,10 +83,6 @@ def screened(study: optuna.Study) -> int:
 
 def mark_screened(study: optuna.Study, count: int) -> None:
     study.set_user_attr(SCREENED, count)
-
-
-def calibration_key(reference: str, in_chans: int, input_size: int) -> str:
-    return f"{CALIBRATION_PREFIX}{reference}:{in_chans}x{input_size}"
 
 
 def calibration(study: optuna.Study, key: str) -> dict[str, Any] | None:

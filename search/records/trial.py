@@ -73,11 +73,13 @@ PRUNED = "pruned"  # stopped early by the pruner
 REPEAT = "repeat"  # a spec the study already held: the earlier trial's measurements reused (and a seed added)
 INVALID = "invalid"  # the sampled point is not a valid network
 FAILED = "failed"  # an error, an interrupt, or a worker that died
+NOT_RUN = "not run"  # made by a worker when the study already held its trials: it stood down, doing nothing
 RUNNING = "running"
 WAITING = "waiting"
-STATUSES = (TRAINED, SCORED, MEASURED, OVER_BUDGET, PRUNED, REPEAT, INVALID, FAILED, RUNNING, WAITING)
+STATUSES = (TRAINED, SCORED, MEASURED, OVER_BUDGET, PRUNED, REPEAT, INVALID, FAILED, NOT_RUN, RUNNING, WAITING)
 
 _INVALID_PREFIX = "invalid spec: "
+_NOT_RUN_PREFIX = "not run: "
 
 
 @dataclass(frozen=True)
@@ -355,6 +357,9 @@ class TrialWriter:
     def enqueued_name(self) -> str | None:
         return self.trial.user_attrs.get(Key.SPEC_NAME)
 
+    def not_run(self, n_trials: int) -> None:
+        self.trial.set_user_attr(Key.REASON, f"{_NOT_RUN_PREFIX}{n_trials} trials made before it had filled the study")
+
     def invalid(self, problem: str) -> None:
         self.trial.set_user_attr(Key.REASON, _INVALID_PREFIX + problem)
 
@@ -560,7 +565,7 @@ def _status(state: TrialState, feasible: bool | None, reason: str | None, scored
             return INVALID
         return OVER_BUDGET if feasible is False else PRUNED
     if state == TrialState.FAIL:
-        return FAILED
+        return NOT_RUN if reason is not None and reason.startswith(_NOT_RUN_PREFIX) else FAILED
     return RUNNING if state == TrialState.RUNNING else WAITING
 
 

@@ -24,6 +24,7 @@ from search.records.study_attrs import SeedResult
 from search.records.trial import (
     FAILED,
     MEASURED,
+    NOT_RUN,
     OVER_BUDGET,
     PRUNED,
     REPEAT,
@@ -204,7 +205,12 @@ def _counts_line(outcome: SearchOutcome, records: list[TrialRecord], budget_ms: 
            if predicted_over else "measured; ") + "not trained"
     return (f"study {outcome.study.study_name!r}: {counts[TRAINED]} trained within budget, {scored}"
             f"{counts[OVER_BUDGET]} over the {_budget(budget_ms)} ({how}), {counts[PRUNED]} pruned, "
-            f"{counts[FAILED]} failed; {outcome.elapsed_s / 60:.1f} min this run")
+            f"{counts[FAILED]} failed{_not_run(records)}; {outcome.elapsed_s / 60:.1f} min this run")
+
+
+def _not_run(records: list[TrialRecord]) -> str:
+    count = sum(r.status == NOT_RUN for r in records)
+    return f", {count} not run (started by a worker when the study was already full)" if count else ""
 
 
 def _front_lines(front: list[TrialRecord], chosen: Pick | None) -> list[str]:

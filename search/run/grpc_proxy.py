@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any
 
-from search.errors import SearchError
+from search.errors import exit_code
 
 
 def serve(url: str, host: str, port: int, threads: int = 10) -> None:
@@ -42,14 +42,7 @@ def _main() -> int:
         print("error: FASTERNET_STORAGE is not set; allowed: the database URL, e.g. postgresql://USER:PASSWORD@HOST/DB",
               file=sys.stderr)
         return 2
-    try:
-        serve(url, args.host, args.port, args.threads)
-    except SearchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return exit_code(lambda: serve(url, args.host, args.port, args.threads))
 
 
 if __name__ == "__main__":

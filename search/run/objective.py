@@ -35,6 +35,7 @@ from search.run import repeats
 from search.run.latency import References, load_table, measure_candidate, screened_out
 from search.run.pruning import CurvePruner
 from search.run.storage import claim_trial
+from search.run.workers import StudyFull, beyond_n_trials
 from search.space import SearchSpace
 
 # Stored for every feasible candidate (the baselines params and flops are exact counts, stored already).
@@ -128,6 +129,9 @@ class Objective:
         """Any failure marks this trial failed with its reason stored on it; the study goes on."""
         writer = TrialWriter(trial)
         claim_trial(trial)
+        if beyond_n_trials(trial.study, trial, self.config.n_trials):
+            writer.not_run(self.config.n_trials)
+            raise StudyFull(f"the study already holds {self.config.n_trials} trials")
         try:
             return self._evaluate(trial, writer)
         except optuna.TrialPruned:

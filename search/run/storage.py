@@ -272,17 +272,20 @@ class ResilientStorage(BufferedTrialWrites):
         return [i for i in RDBStorage._get_stale_trial_ids(self, study_id)
                 if _mark_failing(self, i, f"no heartbeat for {grace} s")]
 
-    def count_by_state(self, study_id: int) -> dict[TrialState, int]:
-        """How many trials the study holds in each state, counted in the database (one small query, where reading
-        the trials re-reads every other worker's running trial with all its attributes)."""
+    def count_by_state(self, study_id: int, before_trial_id: int | None = None) -> dict[TrialState, int]:
+        """How many trials the study holds in each state (made before trial `before_trial_id`, if given), counted
+        in the database (one small query, where reading the trials re-reads every other worker's running trial
+        with all its attributes)."""
         import sqlalchemy
         from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
 
         trial = models.TrialModel
         with _create_scoped_session(self.scoped_session) as session:
-            rows = session.query(trial.state, sqlalchemy.func.count(trial.trial_id)).filter(
-                trial.study_id == study_id).group_by(trial.state).all()
+            query = session.query(trial.state, sqlalchemy.func.count(trial.trial_id)).filter(trial.study_id == study_id)
+            if before_trial_id is not None:
+                query = query.filter(trial.trial_id < before_trial_id)
+            rows = query.group_by(trial.state).all()
         return {TrialState(state): int(n) for state, n in rows}
 
     def get_n_trials(self, study_id: int, state: TrialState | tuple[TrialState, ...] | None = None) -> int:

@@ -182,7 +182,8 @@ def check_space(space: SearchSpace, dataset: Dataset, samples: int = 32) -> None
 
 
 def count_finished(study: optuna.Study) -> int:
-    return sum(trial_states(study)[state] for state in FINISHED)
+    states = trial_states(study)
+    return sum(states[state] for state in FINISHED)
 
 
 BUILT_IN_DATA = ("digits", "fashion")

@@ -8,8 +8,8 @@ import signal
 import sys
 import threading
 
-from fasternet_space.errors import InputError
 from search.config import SearchConfig
+from search.errors import exit_code
 from search.run.study import run_search
 from search.run.workers import CONFIG_ENV, STOP_SIGNAL
 
@@ -29,14 +29,7 @@ def _main() -> int:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    try:
-        run_search(config, stop=stop)
-    except InputError as exc:  # a database that went away or is full: one line, as the first process says it
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return exit_code(lambda: run_search(config, stop=stop))  # one line, as the first process says it
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search.records.trial import FAILED_TRIAL
+
 CONFIG_ENV = "FASTERNET_WORKER_CONFIG"
 _ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,3 +90,21 @@ def trial_states(study: optuna.Study) -> Counter[TrialState]:
     if hasattr(backend, "count_by_state"):
         return Counter(backend.count_by_state(study._study_id))
     return Counter(t.state for t in study.get_trials(deepcopy=False))
+
+
+def beyond_n_trials(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> bool:
+    """Whether a trial the sampler just made is one more than the study needs: `n_trials` trials made before it
+    are finished, running or waiting. Two workers that both found room for the last trial both make one; trials
+    are numbered in the order they are made, so the later one sees this and stands down."""
+    if {"fixed_params", FAILED_TRIAL} & set(study._storage.get_trial(trial._trial_id).system_attrs):  # a named config or a retry, taken from the
+        return False  # waiting ones: always run
+    counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+    backend = getattr(study._storage, "_backend", study._storage)
+    if hasattr(backend, "count_by_state"):
+        states = backend.count_by_state(study._study_id, before_trial_id=trial._trial_id)
+        return sum(states.get(state, 0) for state in counted) >= n_trials
+    return sum(t.state in counted for t in study.get_trials(deepcopy=False) if t.number < trial.number) >= n_trials
+
+
+class StudyFull(Exception):
+    """Raised by a trial that stood down (beyond_n_trials): it fails with its reason, having done nothing."""

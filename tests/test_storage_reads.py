@@ -55,19 +55,58 @@ def test_asking_reads_no_trial_when_none_waits_and_pops_one_that_does(study):
     assert trial.suggest_int("x", 0, 5) == 3 and len(reads) == 1
 
 
+def _long_dead(backend, trial) -> None:
+    """The trial's worker beat once, long ago: its heartbeat is stale."""
+    import sqlalchemy
+
+    backend.record_heartbeat(trial._trial_id)
+    with backend.engine.begin() as db:
+        db.execute(sqlalchemy.text("UPDATE trial_heartbeats SET heartbeat = '2000-01-01 00:00:00' WHERE trial_id = :t"),
+                   {"t": trial._trial_id})
+
+
 def test_stale_trials_are_asked_for_once_per_heartbeat_interval_and_failed_at_once_on_purpose(study):
     backend = study._storage._backend
-    dead = study.ask()
-    backend.record_heartbeat(dead._trial_id)  # its worker beat once and died: stale after the grace period (3 s)
-    time.sleep(backend.grace_period + 1.5)  # SQLite keeps whole seconds
+    first = study.ask()
+    _long_dead(backend, first)
     queries = _calls(backend, "stale_trial_ids")
-    assert backend._get_stale_trial_ids(study._study_id) == [dead._trial_id]  # Optuna's check: asks the database
-    assert backend._get_stale_trial_ids(study._study_id) == []  # within one interval of the last: not asked
-    assert len(queries) == 1
-    assert fail_stale_trials(study) == [dead.number]  # a worker's own check asks now, fails and retries it
-    assert len(queries) == 2
-    states = trial_states(study)
-    assert states[TrialState.FAIL] == 1 and states[TrialState.WAITING] == 1
+    assert backend._get_stale_trial_ids(study._study_id) == []  # Optuna's check: failed and retried here already
+    assert len(queries) == 1 and trial_states(study) == {TrialState.FAIL: 1, TrialState.WAITING: 1}
+    second = study.ask()  # takes the retry
+    assert second.params == first.params
+    _long_dead(backend, second)
+    assert backend._get_stale_trial_ids(study._study_id) == [] and len(queries) == 1  # within one interval
+    assert fail_stale_trials(study) == [second.number]  # a worker's own check asks now, fails and retries it
+    assert len(queries) == 2 and trial_states(study) == {TrialState.FAIL: 2, TrialState.WAITING: 1}
+
+
+def test_a_dead_trial_is_failed_and_retried_in_one_step_and_only_once(study):
+    backend = study._storage._backend
+    dead = study.ask()
+    dead.suggest_int("x", 0, 5)
+    dead.set_user_attr("spec_yaml", "a: 1")  # the buffered parameters are sent with it
+    writes = []
+    sqlalchemy_event = pytest.importorskip("sqlalchemy").event
+    sqlalchemy_event.listen(backend.engine, "commit", lambda conn: writes.append(1))
+    assert backend.fail_and_retry(study._study_id, dead._trial_id) == dead.number
+    assert len(writes) == 1  # one transaction: failed, and its retry enqueued with it
+    assert backend.fail_and_retry(study._study_id, dead._trial_id) is None  # failed already: no second retry
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert trials[1].params == {"x": dead.params["x"]} and trials[1].system_attrs["failed_trial"] == dead.number
+
+
+def test_a_capped_study_makes_no_trial_beyond_its_places_but_runs_what_waits(study):
+    from search.run.storage import StudyFull, cap_trials
+
+    assert cap_trials(study, 2)
+    study.add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE, values=[0.0, 1.0]))
+    study.ask()  # the second place
+    with pytest.raises(StudyFull):
+        study.ask()  # another worker that had counted one place free: makes none
+    study.enqueue_trial({"x": 2})  # a named config or a retry still goes in, and runs
+    assert study.ask().suggest_int("x", 0, 5) == 2
+    assert trial_states(study) == {TrialState.COMPLETE: 1, TrialState.RUNNING: 2}
 
 
 @pytest.mark.parametrize("counted", [True, False])

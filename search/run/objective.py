@@ -34,8 +34,8 @@ from search.records.trial import TRAINED, TrialRecord, TrialWriter
 from search.run import repeats
 from search.run.latency import References, load_table, measure_candidate, screened_out
 from search.run.pruning import CurvePruner
-from search.run.storage import claim_trial
-from search.run.workers import StudyFull, beyond_n_trials
+from search.run.storage import StudyFull, claim_trial
+from search.run.workers import beyond_n_trials
 from search.space import SearchSpace
 
 # Stored for every feasible candidate (the baselines params and flops are exact counts, stored already).
@@ -93,7 +93,7 @@ def _first_line(exc: BaseException, limit: int = 300) -> str:
 
 class Objective:
     def __init__(self, space: SearchSpace, dataset: Dataset, config: SearchConfig,
-                 pruner: CurvePruner | None = None, stop: threading.Event | None = None):
+                 pruner: CurvePruner | None = None, stop: threading.Event | None = None, stand_down: bool = False):
         self.space = space
         self.dataset = dataset
         self.config = config
@@ -102,6 +102,7 @@ class Objective:
         self.table = load_table(config)  # None unless latency is predicted or auto
         self.references = References(config) if config.reference() else None  # paired timing (CPU)
         self.rank_by = "top1"  # what ranks the study's candidates: the study's, read in prepare()
+        self.stand_down = stand_down  # check that the study has room for each new trial (storage that cannot)
 
     def prepare(self, study: optuna.Study) -> float | None:
         """Calibrates the reference now (or reads the study's calibration) for the space's input, if fixed:
@@ -129,7 +130,7 @@ class Objective:
         """Any failure marks this trial failed with its reason stored on it; the study goes on."""
         writer = TrialWriter(trial)
         claim_trial(trial)
-        if beyond_n_trials(trial.study, trial, self.config.n_trials):
+        if self.stand_down and beyond_n_trials(trial.study, trial, self.config.n_trials):
             writer.not_run(self.config.n_trials)
             raise StudyFull(f"the study already holds {self.config.n_trials} trials")
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import datetime
 import functools
 import json
 import math
@@ -98,7 +99,7 @@ _FULL = ("too many clients", "remaining connection slots are reserved", "too man
 # Calls that write (ask, tell and attributes); every other call reads, heartbeats apart.
 # (Optuna's cache in front of the storage calls the underscored ones.)
 _WRITES = ("create_new_trial", "_create_new_trial", "set_trial_param", "_set_trial_param", "set_trial_state_values",
-           "set_trial_user_attr", "set_trial_system_attr", "set_trial_intermediate_value")
+           "set_trial_user_attr", "set_trial_system_attr", "set_trial_intermediate_value", "fail_and_retry")
 _HEARTBEAT = ("record_heartbeat", "_get_stale_trial_ids", "stale_trial_ids")
 _WRAPPED = (*_WRITES, *_HEARTBEAT, "create_new_study", "set_study_user_attr", "set_study_system_attr",
             "get_study_id_from_name", "get_study_name_from_id", "get_study_directions", "get_study_user_attrs",
@@ -240,6 +241,14 @@ def _resilient(name: str):
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
+class StudyFull(Exception):
+    """Raised instead of making a sampler's trial in a study that holds its trials (ResilientStorage.trial_cap)."""
+
+
+# The states that fill a study's places: finished, being run, or waiting to be run (a FAIL frees its place).
+_FILLING = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+
+
 class ResilientStorage(BufferedTrialWrites):
     """An RDBStorage whose calls wait for a database that went away (up to `reconnect_s`) instead of failing
     at once, and fail with one line (SearchError) when it does not come back or refuses more connections.
@@ -254,16 +263,54 @@ class ResilientStorage(BufferedTrialWrites):
         return {WORKER: _worker_record()} if self.claim_trials else {}
 
     _stale_checked_at = -math.inf  # when this process last asked the database for stale trials (monotonic s)
+    trial_cap: int | None = None  # a search's n_trials: a sampler's trial is made only while fewer fill the study
+
+    def _get_prepared_new_trial(self, study_id: int, template_trial: FrozenTrial | None, session: Any) -> Any:
+        """Optuna makes every trial in a transaction that holds the study's row lock, so the places counted here
+        are exact: of two workers that both found room for the last trial, the second makes none (StudyFull)."""
+        if template_trial is None and self.trial_cap is not None:
+            import sqlalchemy
+            from optuna.storages._rdb import models
+
+            filled = session.query(sqlalchemy.func.count(models.TrialModel.trial_id)).filter(
+                models.TrialModel.study_id == study_id, models.TrialModel.state.in_(_FILLING)).scalar()
+            if filled >= self.trial_cap:
+                raise StudyFull(f"the study holds its {self.trial_cap} trials")
+        return super()._get_prepared_new_trial(study_id, template_trial, session)
+
+    def fail_and_retry(self, study_id: int, trial_id: int) -> int | None:
+        """Fails a dead worker's running trial and enqueues its retry (retry_template) in one transaction under
+        the study's row lock, so that no worker making a trial sees its place free between the two. Returns the
+        trial's number, or None when it was no longer running (another worker failed it, or it finished)."""
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        if trial_id in self._own:  # this process's own trial: what it has not sent yet (the reason) goes first
+            self._send(trial_id)
+        template = retry_template(self.get_trial(trial_id))
+        with _create_scoped_session(self.scoped_session) as session:
+            models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
+            trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
+            if trial.state != TrialState.RUNNING:
+                return None
+            trial.state = TrialState.FAIL
+            trial.datetime_complete = datetime.datetime.now()
+            if template is not None:
+                RDBStorage._get_prepared_new_trial(self, study_id, template, session)
+            return trial.number
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-        """What Optuna fails before each trial of every worker: stale_trial_ids, asked at most once per heartbeat
-        interval by a process (a trial is stale only after the grace period, several intervals; at 16 workers
-        asking before every trial was a tenth of the storage time)."""
+        """What Optuna fails before each trial of every worker: none, having failed and retried them itself
+        (fail_and_retry). It asks for them at most once per heartbeat interval in a process (a trial is stale only
+        after the grace period, several intervals; at 16 workers asking before every trial was a tenth of the
+        storage time)."""
         now = time.monotonic()
         if now - self._stale_checked_at < (self.heartbeat_interval or 0):
             return []
         self._stale_checked_at = now
-        return self.stale_trial_ids(study_id)
+        for trial_id in self.stale_trial_ids(study_id):  # failed and retried here at once (fail_and_retry)
+            self.fail_and_retry(study_id, trial_id)
+        return []
 
     def stale_trial_ids(self, study_id: int) -> list[int]:
         """The running trials whose heartbeat is older than the grace period, each with its reason written while
@@ -366,18 +413,34 @@ def make_storage(url: str, heartbeat_s: int = 10) -> RDBStorage:
     raise AssertionError("unreachable")
 
 
-def retry_stale_trial(study: optuna.Study, trial: FrozenTrial, max_retry: int = 3) -> None:
-    """Enqueues a fresh copy of a trial whose worker died: same parameters, nothing it measured.
+def cap_trials(study: optuna.Study, n_trials: int) -> bool:
+    """Makes the study's storage refuse a sampler's trial once `n_trials` fill the study (StudyFull from
+    study.ask); False where it cannot (the gRPC proxy: there the objective stands down instead)."""
+    backend = getattr(study._storage, "_backend", study._storage)
+    if not isinstance(backend, ResilientStorage):
+        return False
+    backend.trial_cap = n_trials
+    return True
+
+
+def retry_template(trial: FrozenTrial, max_retry: int = 3) -> FrozenTrial | None:
+    """A fresh copy of a trial whose worker died, to enqueue: same parameters, nothing it measured (None once it
+    was retried `max_retry` times).
 
     Optuna's own retry callback copies every attribute, constraints included, and a constraint once
     set cannot be set again: the retry would keep the dead attempt's latency verdict."""
     history = retry_history(trial)
     if len(history) > max_retry:
-        return
-    study.add_trial(optuna.trial.create_trial(
-        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
-        user_attrs=retry_attrs(trial),
-        system_attrs=retry_system_attrs(history)))
+        return None
+    return optuna.trial.create_trial(state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
+                                     user_attrs=retry_attrs(trial), system_attrs=retry_system_attrs(history))
+
+
+def retry_stale_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Optuna's heartbeat callback: enqueues retry_template(trial)."""
+    template = retry_template(trial)
+    if template is not None:
+        study.add_trial(template)
 
 
 def load_study(name: str, storage: str) -> optuna.Study:
@@ -490,6 +553,10 @@ def fail_stale_trials(study: optuna.Study) -> list[int]:
                        if _mark_failing(storage, i, f"no heartbeat for {grace} s")]
     failed = []
     for trial_id in dict.fromkeys(doomed):
+        if isinstance(backend, ResilientStorage):
+            number = backend.fail_and_retry(study._study_id, trial_id)
+            failed += [] if number is None else [number]
+            continue
         try:
             if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -22,7 +23,7 @@ from search.records.trial import SCORED, TrialRecord, named_attrs, read_trials
 from search.run.confirm import confirm
 from search.run.objective import Objective
 from search.run.pruning import make_pruner
-from search.run.storage import fail_stale_trials, make_storage, redact, storage_phase
+from search.run.storage import StudyFull, cap_trials, fail_stale_trials, make_storage, redact, storage_phase
 from search.run.study_cache import cached
 from search.run.workers import StopWhenFull, room_left, start_workers, trial_states, wait_for_workers
 from search.space import SearchSpace
@@ -250,6 +251,7 @@ def run_search(config: SearchConfig, on_trial: Callable[[optuna.Study, FrozenTri
                             budget_in_reference=config.budget_ratio is not None)
     outcome.notes += [rank_note] if rank_note else []
     outcome.stale_failed = fail_stale_trials(study)
+    capped = cap_trials(study, config.n_trials)  # of workers that race for the last place, one makes a trial
     outcome.enqueued = enqueue_named(study, space) if config.named and created else []
     if kept and not study_attrs.screened(study):  # once, by the run that screened
         for params in kept:
@@ -259,7 +261,7 @@ def run_search(config: SearchConfig, on_trial: Callable[[optuna.Study, FrozenTri
     outcome.notes += [note] if note else []
     if on_start is not None:
         on_start(outcome)
-    objective = Objective(space, dataset, config, make_pruner(config.pruner), stop=stop)
+    objective = Objective(space, dataset, config, make_pruner(config.pruner), stop=stop, stand_down=not capped)
     outcome.budget_ms = objective.prepare(study)
     config = objective.config  # a budget in reference units is in ms from here on
     workers = start_workers(config, study.study_name, config.workers - 1)
@@ -283,8 +285,9 @@ def run_search(config: SearchConfig, on_trial: Callable[[optuna.Study, FrozenTri
             timeout = None if config.timeout_s is None else config.timeout_s - (time.perf_counter() - start)
             if timeout is not None and timeout <= 0:
                 break
-            study.optimize(objective, n_trials=cap, timeout=timeout, callbacks=callbacks,
-                           catch=(Exception,), gc_after_trial=config.accuracy == "train")
+            with contextlib.suppress(StudyFull):  # another worker made the last trial: this one makes none
+                study.optimize(objective, n_trials=cap, timeout=timeout, callbacks=callbacks,
+                               catch=(Exception,), gc_after_trial=config.accuracy == "train")
             if stop.is_set():
                 break
             # A dead worker's trial that this worker fails only now leaves its retry waiting: run it before

@@ -95,7 +95,8 @@ def trial_states(study: optuna.Study) -> Counter[TrialState]:
 def beyond_n_trials(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> bool:
     """Whether a trial the sampler just made is one more than the study needs: `n_trials` trials made before it
     are finished, running or waiting. Two workers that both found room for the last trial both make one; trials
-    are numbered in the order they are made, so the later one sees this and stands down."""
+    are numbered in the order they are made, so the later one sees this and stands down. (For a storage that
+    cannot refuse the trial itself: search.run.storage.cap_trials.)"""
     if {"fixed_params", FAILED_TRIAL} & set(study._storage.get_trial(trial._trial_id).system_attrs):  # a named config or a retry, taken from the
         return False  # waiting ones: always run
     counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
@@ -104,7 +105,3 @@ def beyond_n_trials(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> 
         states = backend.count_by_state(study._study_id, before_trial_id=trial._trial_id)
         return sum(states.get(state, 0) for state in counted) >= n_trials
     return sum(t.state in counted for t in study.get_trials(deepcopy=False) if t.number < trial.number) >= n_trials
-
-
-class StudyFull(Exception):
-    """Raised by a trial that stood down (beyond_n_trials): it fails with its reason, having done nothing."""

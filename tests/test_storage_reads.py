@@ -2,7 +2,6 @@
 database, the look for waiting trials does not re-read every running trial, and stale trials are asked for
 once per heartbeat interval (yet failed at once when a worker asks on purpose)."""
 
-import time
 from collections import Counter
 
 import optuna

@@ -266,17 +266,25 @@ class ResilientStorage(BufferedTrialWrites):
     trial_cap: int | None = None  # a search's n_trials: a sampler's trial is made only while fewer fill the study
 
     def _get_prepared_new_trial(self, study_id: int, template_trial: FrozenTrial | None, session: Any) -> Any:
-        """Optuna makes every trial in a transaction that holds the study's row lock, so the places counted here
-        are exact: of two workers that both found room for the last trial, the second makes none (StudyFull)."""
-        if template_trial is None and self.trial_cap is not None:
-            import sqlalchemy
-            from optuna.storages._rdb import models
+        """A sampler's trial is made with its first heartbeat (a trial whose creation was repeated after a dropped
+        connection goes stale and is retried, not left running forever) and only while the study has room: it is
+        counted after its own insert, which on PostgreSQL follows the study's row lock Optuna takes and on SQLite
+        holds the database's write lock, so of two workers that both found room for the last trial, the second
+        makes none (StudyFull, its insert rolled back)."""
+        import sqlalchemy
+        from optuna.storages._rdb import models
 
+        trial = super()._get_prepared_new_trial(study_id, template_trial, session)
+        if template_trial is not None:
+            return trial
+        if self.heartbeat_interval:
+            session.add(models.TrialHeartbeatModel(trial_id=trial.trial_id))
+        if self.trial_cap is not None:
             filled = session.query(sqlalchemy.func.count(models.TrialModel.trial_id)).filter(
                 models.TrialModel.study_id == study_id, models.TrialModel.state.in_(_FILLING)).scalar()
-            if filled >= self.trial_cap:
+            if filled > self.trial_cap:  # this one included
                 raise StudyFull(f"the study holds its {self.trial_cap} trials")
-        return super()._get_prepared_new_trial(study_id, template_trial, session)
+        return trial
 
     def fail_and_retry(self, study_id: int, trial_id: int) -> int | None:
         """Fails a dead worker's running trial and enqueues its retry (retry_template) in one transaction under
@@ -288,16 +296,23 @@ class ResilientStorage(BufferedTrialWrites):
         if trial_id in self._own:  # this process's own trial: what it has not sent yet (the reason) goes first
             self._send(trial_id)
         template = retry_template(self.get_trial(trial_id))
+        trial = models.TrialModel
         with _create_scoped_session(self.scoped_session) as session:
             models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
-            trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
-            if trial.state != TrialState.RUNNING:
+            # A conditional update: of two workers failing the same trial at once (SQLite has no row locks), one
+            # changes it and enqueues the retry
+            changed = session.query(trial).filter(trial.trial_id == trial_id, trial.state == TrialState.RUNNING).update(
+                {trial.state: TrialState.FAIL}, synchronize_session=False)
+            if not changed:
                 return None
-            trial.state = TrialState.FAIL
-            trial.datetime_complete = datetime.datetime.now()
+            failed = trial.find_or_raise_by_id(trial_id, session)
+            failed.datetime_complete = datetime.datetime.now()
+            number = failed.number
             if template is not None:
                 RDBStorage._get_prepared_new_trial(self, study_id, template, session)
-            return trial.number
+        with self._buffer_lock:
+            self._own.pop(trial_id, None)  # this process's own trial: read from the database from now on
+        return number
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         """What Optuna fails before each trial of every worker: none, having failed and retried them itself
@@ -307,9 +322,9 @@ class ResilientStorage(BufferedTrialWrites):
         now = time.monotonic()
         if now - self._stale_checked_at < (self.heartbeat_interval or 0):
             return []
-        self._stale_checked_at = now
         for trial_id in self.stale_trial_ids(study_id):  # failed and retried here at once (fail_and_retry)
             self.fail_and_retry(study_id, trial_id)
+        self._stale_checked_at = now  # after it succeeded: a check the database interrupted is made again
         return []
 
     def stale_trial_ids(self, study_id: int) -> list[int]:
@@ -319,10 +334,9 @@ class ResilientStorage(BufferedTrialWrites):
         return [i for i in RDBStorage._get_stale_trial_ids(self, study_id)
                 if _mark_failing(self, i, f"no heartbeat for {grace} s")]
 
-    def count_by_state(self, study_id: int, before_trial_id: int | None = None) -> dict[TrialState, int]:
-        """How many trials the study holds in each state (made before trial `before_trial_id`, if given), counted
-        in the database (one small query, where reading the trials re-reads every other worker's running trial
-        with all its attributes)."""
+    def count_by_state(self, study_id: int) -> dict[TrialState, int]:
+        """How many trials the study holds in each state, counted in the database (one small query, where reading
+        the trials re-reads every other worker's running trial with all its attributes)."""
         import sqlalchemy
         from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
@@ -330,8 +344,6 @@ class ResilientStorage(BufferedTrialWrites):
         trial = models.TrialModel
         with _create_scoped_session(self.scoped_session) as session:
             query = session.query(trial.state, sqlalchemy.func.count(trial.trial_id)).filter(trial.study_id == study_id)
-            if before_trial_id is not None:
-                query = query.filter(trial.trial_id < before_trial_id)
             rows = query.group_by(trial.state).all()
         return {TrialState(state): int(n) for state, n in rows}
 

@@ -290,11 +290,12 @@ def run_search(config: SearchConfig, on_trial: Callable[[optuna.Study, FrozenTri
                                catch=(Exception,), gc_after_trial=config.accuracy == "train")
             if stop.is_set():
                 break
-            # A dead worker's trial that this worker fails only now leaves its retry waiting: run it before
-            # ending (only the worker that failed it goes on, so no other starts a surplus trial).
+            # A dead worker's trial failed only now leaves its retry waiting: run it before ending (where the
+            # storage refuses trials beyond n_trials, every worker may look; behind the gRPC proxy only the one
+            # that failed it goes on, so that no other starts a surplus trial).
             failed_now = fail_stale_trials(study)
             outcome.stale_failed += failed_now
-            room = room_left(study, config.n_trials) if failed_now else 0
+            room = room_left(study, config.n_trials) if failed_now or capped else 0
     except KeyboardInterrupt:
         stop.set()
     finally:

@@ -100,8 +100,4 @@ def beyond_n_trials(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> 
     if {"fixed_params", FAILED_TRIAL} & set(study._storage.get_trial(trial._trial_id).system_attrs):  # a named config or a retry, taken from the
         return False  # waiting ones: always run
     counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
-    backend = getattr(study._storage, "_backend", study._storage)
-    if hasattr(backend, "count_by_state"):
-        states = backend.count_by_state(study._study_id, before_trial_id=trial._trial_id)
-        return sum(states.get(state, 0) for state in counted) >= n_trials
     return sum(t.state in counted for t in study.get_trials(deepcopy=False) if t.number < trial.number) >= n_trials

@@ -295,3 +295,41 @@ def test_another_database_error_is_not_waited_for(tmp_path, monkeypatch):
     with pytest.raises(optuna.exceptions.StorageInternalError):
         storage.get_study_id_from_name("s")
     assert len(calls) == 1
+
+
+def _dropped(message: str):
+    """Optuna's error for a failed commit, raised from the driver's `message` (as it wraps it)."""
+    import sqlalchemy.exc
+
+    try:
+        raise sqlalchemy.exc.OperationalError("COMMIT", {}, Exception(message))
+    except sqlalchemy.exc.OperationalError as cause:
+        try:
+            raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from cause
+        except optuna.exceptions.StorageInternalError as exc:
+            return exc
+
+
+@pytest.mark.parametrize("message, opened", [
+    ("server closed the connection unexpectedly", True),  # a restart dropped it while opening: waited for
+    ("permission denied for schema public", False),  # not the database's absence: one line naming the cause
+])
+def test_opening_waits_for_a_dropped_connection_and_names_other_causes(tmp_path, monkeypatch, message, opened):
+    attempts = []
+    real = storage_module.ResilientStorage
+
+    class Flaky(real):
+        def __init__(self, *args, **kwargs):
+            attempts.append(1)
+            if len(attempts) <= 2:
+                raise _dropped(message)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(storage_module, "ResilientStorage", Flaky)
+    if opened:
+        assert isinstance(make_storage(f"sqlite:///{tmp_path / 'open.db'}"), real) and len(attempts) == 3
+        return
+    with pytest.raises(SearchError) as exc:
+        make_storage(f"sqlite:///{tmp_path / 'open.db'}")
+    text = one_line(exc)
+    assert len(attempts) == 1 and "OperationalError" in text and message in text and "during the commit" not in text

@@ -409,19 +409,21 @@ def make_storage(url: str, heartbeat_s: int = 10) -> RDBStorage:
             if racing and attempt < 4:
                 time.sleep(0.5 * (attempt + 1))
                 continue
-            # A server that is restarting or full for now: wait for it (a refused connection fails at once:
-            # most likely a wrong host or port).
+            # A server that is restarting, dropped the connection or is full for now: wait for it (a refused
+            # connection fails at once: most likely a wrong host or port).
             trouble = _database_trouble(exc)
             text = _messages(exc)
-            transient = trouble == "full" or "starting up" in text or "shutting down" in text
+            refused = any(s in text for s in ("connection refused", "could not translate host name"))
+            transient = trouble == "full" or (trouble == "gone" and not refused)  # dropped while opening: restarting
             waited = time.perf_counter() - start
             if transient and waited < RECONNECT_S:
                 time.sleep(min(0.2 * 2 ** attempt, 5.0))
                 continue
             if transient:
                 raise _trouble_error(trouble or "gone", shown, exc, waited) from None
-            first = _scrub((str(exc).splitlines() or [""])[0][:200], url)
-            raise SearchError("storage", shown, f"cannot open ({exc.__class__.__name__}: {first})") from None
+            cause = exc.__cause__ if isinstance(exc, StorageInternalError) and exc.__cause__ else exc  # not Optuna's
+            first = _scrub((str(cause).splitlines() or [""])[0][:200], url)  # generic "raised during the commit"
+            raise SearchError("storage", shown, f"cannot open ({cause.__class__.__name__}: {first})") from None
     raise AssertionError("unreachable")
 
 

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 from optuna.storages import BaseStorage
-from optuna.trial import TrialState
 
 from search.errors import SearchError
 
@@ -63,11 +62,7 @@ def _timed_proxy_class(timing_now: Callable[[], Any]) -> type:
             finally:
                 if timing is not None:
                     timing.add(name, time.perf_counter() - start)
-                    state = kwargs.get("state", args[1] if len(args) > 1 else None)
-                    if name == "set_trial_state_values" and state in (TrialState.COMPLETE, TrialState.PRUNED,
-                                                                      TrialState.FAIL):
-                        timing.finished += 1
-                        timing.write()
+                    timing.told(name, args, kwargs)
 
         return call
 

@@ -160,6 +160,13 @@ class _Timing:
                 entry[0] += 1
                 entry[1] += seconds
 
+    def told(self, name: str, args: tuple, kwargs: dict) -> None:
+        """Counts the trial a storage call `name(*args, **kwargs)` told finished (COMPLETE, PRUNED or FAIL)."""
+        state = kwargs.get("state", args[1] if len(args) > 1 else None)
+        if name == "set_trial_state_values" and state in _FINISHED:
+            self.finished += 1
+            self.write()
+
     def write(self) -> None:
         with self.lock:
             record = {"pid": os.getpid(), "host": socket.gethostname(), "finished": self.finished,
@@ -229,10 +236,8 @@ def _resilient(name: str):
                 if attempt:
                     timing.retries += attempt
                     timing.waited_s += seconds
-        state = kwargs.get("state", args[1] if len(args) > 1 else None)
-        if timing is not None and name == "set_trial_state_values" and state in _FINISHED:
-            timing.finished += 1
-            timing.write()
+        if timing is not None:
+            timing.told(name, args, kwargs)
         return result
 
     return call
@@ -557,14 +562,8 @@ def fail_stale_trials(study: optuna.Study) -> list[int]:
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     doomed = [t._trial_id for t in running
               if (reason := _dead_worker(t, machine)) is not None and _mark_failing(storage, t._trial_id, reason)]
-    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
-    if interval is not None:  # an RDB storage with heartbeats
-        if isinstance(backend, ResilientStorage):
-            doomed += backend.stale_trial_ids(study._study_id)  # now, whenever the last check was
-        else:
-            grace = getattr(backend, "grace_period", None) or 2 * interval
-            doomed += [i for i in storage._get_stale_trial_ids(study._study_id)
-                       if _mark_failing(storage, i, f"no heartbeat for {grace} s")]
+    if isinstance(backend, ResilientStorage) and backend.heartbeat_interval:  # stale heartbeats, checked now
+        doomed += backend.stale_trial_ids(study._study_id)
     failed = []
     for trial_id in dict.fromkeys(doomed):
         if isinstance(backend, ResilientStorage):
